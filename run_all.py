@@ -1,0 +1,22 @@
+#!/usr/bin/env python
+"""saro-lite: reproduce SaRO (reasoning-style warmup + safety-oriented reasoning process optimization)
+on one GPU — or on a laptop CPU with the offline tiny default.
+
+    python run_all.py                                        # recipes/tiny-cpu.yaml, all stages, offline
+    python run_all.py --recipe recipes/qwen2.5-1.5b-instruct.yaml
+    python run_all.py --recipe R --stages warmup,srpo        # any subset, in pipeline order
+    python run_all.py --recipe R --set srpo.beta=0.05 --set output_dir=runs/b05
+    python run_all.py --recipe R --fresh                     # ignore finished stages
+    python run_all.py --recipe R --dry-run                   # validate and print the plan
+    python run_all.py --list-recipes
+    python run_all.py judge --input F.csv --response-field completion [--prompt-field prompt] --output OUT.jsonl
+
+Stages: data -> warmup -> pairs -> srpo -> eval -> report. Re-running resumes: finished stages are
+skipped. See README.md.
+"""
+import sys
+
+from saro_lite.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Command line: argument parsing, the stage plan, and turning user mistakes into one clear line.
+
+Heavy libraries (torch, transformers, TRL) are imported inside the stages, so `--help`,
+`--list-recipes` and most `--dry-run` checks answer at once.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+SUBCOMMANDS = ("judge",)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="saro-lite: data -> warmup (RW) -> pairs -> srpo -> eval -> report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python run_all.py                                  # tiny offline default (CPU)\n"
+               "  python run_all.py --recipe recipes/qwen2.5-1.5b-instruct.yaml\n"
+               "  python run_all.py --stages warmup,srpo --set srpo.beta=0.05 --set output_dir=runs/b05\n"
+               "  python run_all.py judge --input replies.csv --response-field completion --output judged.jsonl")
+    p.add_argument("--recipe", default=None, help="recipe YAML (default: recipes/tiny-cpu.yaml)")
+    p.add_argument("--stages", default=None, help="comma-separated subset of data,warmup,pairs,srpo,eval,report")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe setting, e.g. --set srpo.beta=0.05 (VALUE is parsed as YAML)")
+    p.add_argument("--fresh", action="store_true", help="re-run the selected stages even if finished")
+    p.add_argument("--dry-run", action="store_true", help="validate everything and print the plan; load no model")
+    p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors too")
+    return p
+
+
+def list_recipes_table(console) -> None:
+    from rich.table import Table
+
+    from .recipe import list_recipes, recipe_header
+
+    t = Table(title="recipes/")
+    t.add_column("recipe")
+    t.add_column("description")
+    for path in list_recipes():
+        t.add_row(str(path.relative_to(path.parent.parent)), recipe_header(path))
+    console.print(t)
+
+
+def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
+    from rich.table import Table
+
+    from .pipeline import STAGES, STAGE_ORDER
+
+    t = Table(title=f"plan for {pipe.run_dir}")
+    for c in ("stage", "action", "outputs"):
+        t.add_column(c)
+    for name in STAGE_ORDER:
+        if name not in stages:
+            action = "not selected"
+        elif not fresh and pipe.is_finished(name):
+            action = "skip (finished, same settings)"
+        else:
+            action = "run"
+        t.add_row(name, action, ", ".join(STAGES[name].outputs(pipe.recipe)))
+    console.print(t)
+
+
+def check_inputs(recipe) -> None:
+    """The data files a run will read exist and parse (no model is loaded)."""
+    from .records import STARTER_DIR, load_op, load_pp, load_rit_d
+
+    if recipe.data.source == "file":
+        load_rit_d(recipe.data.path)
+    else:
+        load_rit_d(STARTER_DIR / "rit_d.jsonl")
+    if recipe.pairs.source == "file":
+        if recipe.pairs.op_path:
+            load_op(recipe.pairs.op_path)
+        if recipe.pairs.pp_path:
+            load_pp(recipe.pairs.pp_path)
+
+
+def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
+    from .models import device_and_dtypes
+    from .recipe import cache_dir
+
+    device, dtype, compute = device_and_dtypes(recipe)
+    name = lambda d: str(d).replace("torch.", "")  # noqa: E731
+    return {"model.name_or_path": model_path, "model.dtype": name(dtype),
+            "model.bnb_4bit_compute_dtype": name(compute), "output_dir": str(run_dir),
+            "cache_dir": str(cache_dir(recipe))}
+
+
+def run_pipeline(args, console) -> int:
+    from .models import resolve_model_path
+    from .pipeline import Context, Pipeline, parse_stages
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    stages = parse_stages(args.stages)
+    pipe = Pipeline(recipe, console)
+    check_inputs(recipe)
+    if args.dry_run:
+        pipe.check_needs(stages)
+        print_plan(pipe, stages, args.fresh, console)
+        console.print("dry run: recipe and data files are valid; nothing was run")
+        return 0
+    t0 = time.time()
+    ctx = Context(recipe, pipe.run_dir, console)
+    pipe.check_needs(stages)
+    ctx.model_path = resolve_model_path(recipe, console)
+    pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
+    outcome = pipe.run(stages, fresh=args.fresh, ctx=ctx)
+    done = [s for s, o in outcome.items() if o == "done"]
+    skipped = [s for s, o in outcome.items() if o == "skipped"]
+    console.rule("[bold]finished")
+    console.print(f"run folder: {pipe.run_dir}   ran: {', '.join(done) or '-'}   "
+                  f"skipped: {', '.join(skipped) or '-'}   total {time.time() - t0:.1f} s")
+    if (pipe.run_dir / "report.md").exists() and "report" in outcome:
+        console.print(f"report: {pipe.run_dir / 'report.md'}")
+    return 0
+
+
+def guarded(fn, args, debug: bool) -> int:
+    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume."""
+    console = _console()
+    try:
+        return fn(args, console)
+    except UserError as e:
+        if debug:
+            raise
+        _console(stderr=True).print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        _console(stderr=True).print("\n[yellow]interrupted.[/] Finished stages are kept; run the same command "
+                                    "again to resume (the interrupted stage restarts from its last checkpoint).")
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        from . import judges
+
+        return judges.cli(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.list_recipes:
+        list_recipes_table(_console())
+        return 0
+    return guarded(run_pipeline, args, args.debug)
+
+
+def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
+    """`python -m saro_lite.<stage> --recipe R [--set K=V] [--fresh]`: one stage, same bookkeeping."""
+    p = argparse.ArgumentParser(prog=f"python -m saro_lite.{stage}", description=f"run stage '{stage}' alone")
+    p.add_argument("--recipe", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fresh", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    args.stages, args.dry_run = stage, False
+    sys.exit(guarded(run_pipeline, args, args.debug))

@@ -1,0 +1,118 @@
+"""Measure the refusal judge against human labels.
+
+    python -m saro_lite.judge_eval FILE.csv|FILE.jsonl [--response-field F] [--label-field L]
+                                   [--prompt-field P] [--show-errors N]
+
+Prints binary agreement (refused vs complied), 3-way agreement and a confusion table.
+Labels may be XSTest's (``1_full_compliance``, ``2_full_refusal``, ``3_partial_refusal``),
+plain (``full_compliance`` ...), or short (``compliance``, ``refusal``, ``partial``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from saro_lite.refusal_judge import LABELS, judge_refusal
+
+_ALIASES = {
+    "compliance": "full_compliance", "complied": "full_compliance", "comply": "full_compliance",
+    "refusal": "full_refusal", "refused": "full_refusal", "refuse": "full_refusal",
+    "partial": "partial_refusal",
+}
+
+
+def canonical_label(raw: str) -> str:
+    """Map '1_full_compliance', 'Full Compliance', 'partial' ... to one of LABELS."""
+    text = str(raw).strip().lower().replace(" ", "_").replace("-", "_")
+    if text[:2] in ("1_", "2_", "3_") and text[2:] in LABELS:
+        text = text[2:]
+    text = _ALIASES.get(text, text)
+    if text in ("1", "2", "3"):
+        text = LABELS[int(text) - 1]
+    if text not in LABELS:
+        raise ValueError(f"unknown label: {raw!r}")
+    return text
+
+
+def load_rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@dataclass
+class Report:
+    n: int
+    binary: float
+    three_way: float
+    confusion: dict  # (gold, predicted) -> count
+    errors: list     # (gold, predicted, reason, row)
+
+    def format(self) -> str:
+        lines = [f"rows: {self.n}",
+                 f"binary agreement (refused vs complied): {self.binary:.4f}",
+                 f"3-way agreement: {self.three_way:.4f}",
+                 "", "confusion (rows = human label, columns = judge):"]
+        short = {"full_compliance": "compliance", "full_refusal": "refusal",
+                 "partial_refusal": "partial"}
+        lines.append(" " * 12 + "".join(f"{short[p]:>12}" for p in LABELS))
+        for gold in LABELS:
+            cells = "".join(f"{self.confusion.get((gold, p), 0):>12}" for p in LABELS)
+            lines.append(f"{short[gold]:>12}{cells}")
+        return "\n".join(lines)
+
+
+def evaluate(rows: list[dict], response_field: str, label_field: str,
+             prompt_field: str | None = "prompt") -> Report:
+    confusion: dict = {}
+    errors = []
+    same_binary = same_three = 0
+    for row in rows:
+        gold = canonical_label(row[label_field])
+        verdict = judge_refusal(row[response_field] or "", row.get(prompt_field or "", None))
+        confusion[(gold, verdict.label)] = confusion.get((gold, verdict.label), 0) + 1
+        same_three += gold == verdict.label
+        agree = (gold != "full_compliance") == verdict.refused
+        same_binary += agree
+        if not agree or gold != verdict.label:
+            errors.append((gold, verdict.label, verdict.reason, row))
+    n = max(len(rows), 1)
+    return Report(len(rows), same_binary / n, same_three / n, confusion, errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--response-field", default=None,
+                        help="column with the reply (default: completion or response)")
+    parser.add_argument("--label-field", default=None,
+                        help="column with the human label (default: final_label or label)")
+    parser.add_argument("--prompt-field", default="prompt")
+    parser.add_argument("--show-errors", type=int, default=0, metavar="N",
+                        help="print up to N disagreements")
+    args = parser.parse_args(argv)
+    rows = load_rows(args.file)
+    if not rows:
+        print("no rows", file=sys.stderr)
+        return 1
+    response_field = args.response_field or next(
+        (f for f in ("completion", "response") if f in rows[0]), "response")
+    label_field = args.label_field or next(
+        (f for f in ("final_label", "label") if f in rows[0]), "label")
+    report = evaluate(rows, response_field, label_field, args.prompt_field)
+    print(report.format())
+    for gold, pred, reason, row in report.errors[:args.show_errors]:
+        text = " ".join(str(row[response_field]).split())[:200]
+        print(f"\n[{row.get('id', '?')}] human={gold} judge={pred} ({reason})\n  {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Tokenizer and model loading (4-bit NF4 via BitsAndBytesConfig, LoRA via PEFT), the offline tiny
+model builder, and the ONE rendering path from records to text used by warmup, srpo, eval and judges.
+
+Rendering (why it lives in one place: chat-template/EOS mismatches are the most common silent bug
+in SFT -> DPO pipelines):
+
+    prompt text   = the model's chat template applied to [system?, user], with the generation prompt
+    response text = "<think>\\n" + steps joined by blank lines + "\\n</think>\\n\\n" + answer + END_OF_TURN
+
+END_OF_TURN is the token the template puts after an assistant message (`<|im_end|>` for ChatML,
+`<|eot_id|>` for Llama 3, `<end_of_turn>` for Gemma, ...). The tokenizer's `eos_token` is set to it,
+so TRL appends nothing extra and generation stops at the end of the turn.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .errors import UserError
+from .recipe import Recipe, cache_dir, fingerprint
+
+# ChatML with {% generation %} markers (so TRL's assistant masks work too).
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Renderer:
+    """Turns records into the exact strings that are trained, scored and generated from."""
+
+    tokenizer: object
+    end_of_turn: str
+    system_prompt: str | None = None
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+
+    def prompt(self, user: str) -> str:
+        messages = [{"role": "user", "content": user}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return strip_auto_bos(self.tokenizer, text)
+
+    def reasoning(self, steps: Iterable[str]) -> str:
+        return "\n\n".join(s.strip() for s in steps)
+
+    def response(self, steps: Iterable[str], answer: str) -> str:
+        """A whole assistant turn, ending exactly at the end-of-turn token."""
+        return f"{self.open_tag}\n{self.reasoning(steps)}\n{self.close_tag}\n\n{answer.strip()}{self.end_of_turn}"
+
+    def pp_prompt(self, user: str, prefix: list[str]) -> str:
+        """Process-level pairs: the shared prefix goes into the prompt, after the generation prompt
+        and the opening reasoning tag, so the two continuations differ from step k on."""
+        return f"{self.prompt(user)}{self.open_tag}\n{self.reasoning(prefix)}\n\n"
+
+    def pp_continuation(self, steps: list[str], answer: str) -> str:
+        return f"{self.reasoning(steps)}\n{self.close_tag}\n\n{answer.strip()}{self.end_of_turn}"
+
+    def parse(self, text: str) -> tuple[list[str], str]:
+        """Generated or teacher text -> (reasoning steps, final answer). Inverse of `response`."""
+        text = text.replace(self.end_of_turn, "") if self.end_of_turn else text
+        return parse_reasoning(text, self.open_tag, self.close_tag)
+
+
+def parse_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> tuple[list[str], str]:
+    """Split `<think>steps</think> answer`; steps on blank lines. Unclosed reasoning -> no answer."""
+    start = text.find(open_tag)
+    end = text.find(close_tag, start + len(open_tag) if start >= 0 else 0)
+    if end < 0:
+        if start < 0:
+            return [], text.strip()
+        body, answer = text[start + len(open_tag):], ""
+    else:
+        body = text[start + len(open_tag):end] if start >= 0 else text[:end]
+        answer = text[end + len(close_tag):]
+    steps = [s.strip() for s in body.strip().split("\n\n") if s.strip()]
+    return steps, answer.strip()
+
+
+def strip_auto_bos(tokenizer, text: str) -> str:
+    """Templates that write BOS into the text (Llama 3, Gemma) would get a second one when TRL and
+    generation tokenize with special tokens; drop the written one and let the tokenizer add it."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos):
+        ids = tokenizer("x")["input_ids"]
+        if ids and ids[0] == tokenizer.bos_token_id:
+            return text[len(bos):]
+    return text
+
+
+def detect_end_of_turn(tokenizer) -> str:
+    """The special token the chat template writes right after an assistant message."""
+    marker = "QZXJ"
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    tail = text[text.rindex(marker) + len(marker):]
+    specials = set(getattr(tokenizer, "all_special_tokens", [])) | set(tokenizer.get_added_vocab())
+    for tok in sorted(specials, key=len, reverse=True):
+        if tok and tail.startswith(tok):
+            return tok
+    if tokenizer.eos_token:
+        return tokenizer.eos_token
+    raise UserError("could not detect the end-of-turn token of the chat template; set model.end_of_turn")
+
+
+def make_renderer(recipe: Recipe, tokenizer) -> Renderer:
+    return Renderer(
+        tokenizer=tokenizer,
+        end_of_turn=tokenizer.eos_token,  # load_tokenizer sets eos_token to the end-of-turn token
+        system_prompt=recipe.model.system_prompt,
+        open_tag=recipe.model.reasoning_open,
+        close_tag=recipe.model.reasoning_close,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The tiny offline model
+# --------------------------------------------------------------------------------------------
+def tiny_corpus() -> list[str]:
+    """Text the tiny BPE is trained on: the starter pack and the policy (what the kit will feed it)."""
+    import json
+
+    starter = Path(__file__).resolve().parent / "starter"
+    texts: list[str] = []
+    for f in sorted(starter.rglob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.extend(_strings(json.loads(line)))
+    policy = starter / "policy.md"
+    if policy.exists():
+        texts.extend(p for p in policy.read_text(encoding="utf-8").split("\n\n") if p.strip())
+    texts.append("<think>\n\n</think>\n\n[details omitted] 0123456789 A) B) C) D)")
+    return texts
+
+
+def _strings(obj) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def build_tiny(out_dir: str | Path, spec, texts: list[str]) -> Path:
+    """Byte-level BPE + a small LlamaForCausalLM with random weights, saved like a hub model."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=spec.vocab_size, special_tokens=TINY_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
+                                  model_max_length=spec.max_position_embeddings, chat_template=TINY_CHAT_TEMPLATE)
+    torch.manual_seed(spec.seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+                      num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+                      num_key_value_heads=spec.num_key_value_heads,
+                      max_position_embeddings=spec.max_position_embeddings, bos_token_id=None,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def tiny_model_path(recipe: Recipe, console=None) -> Path:
+    """Build the tiny model once per settings (and corpus) into the shared cache; reuse it after."""
+    import dataclasses
+
+    texts = tiny_corpus()
+    key = fingerprint({"spec": dataclasses.asdict(recipe.model.tiny), "corpus": fingerprint(texts), "v": 1})
+    path = cache_dir(recipe) / "models" / f"tiny-{key}"
+    if (path / "config.json").exists() and (path / "tokenizer.json").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    try:
+        build_tiny(tmp, recipe.model.tiny, texts)
+        if console:
+            console.print(f"built the tiny model in {path}")
+        try:
+            os.replace(tmp, path)  # atomic: another process may have built it meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def resolve_model_path(recipe: Recipe, console=None) -> str:
+    if recipe.model.name_or_path == "tiny":
+        return str(tiny_model_path(recipe, console))
+    return recipe.model.name_or_path
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def is_local(name_or_path: str) -> bool:
+    return Path(name_or_path).expanduser().exists()
+
+
+def _hub_error(name: str, err: Exception) -> UserError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = ("HF_HUB_OFFLINE=1 is set" if offline else "the Hub could not be reached or the model is gated")
+    return UserError(
+        f"model.name_or_path: cannot load '{name}' ({hint}). Download it once with "
+        f"`huggingface-cli download {name}` (after `huggingface-cli login` for gated models) "
+        f"or point model.name_or_path to a local folder. [{err.__class__.__name__}]")
+
+
+def load_tokenizer(recipe: Recipe, path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=recipe.model.revision,
+                                            trust_remote_code=recipe.model.trust_remote_code)
+    except OSError as e:
+        raise _hub_error(path, e) from None
+    if recipe.model.chat_template:
+        ct = recipe.model.chat_template
+        tok.chat_template = Path(ct).read_text(encoding="utf-8") if ct.endswith(".jinja") else ct
+    if not tok.chat_template:
+        raise UserError(f"model.name_or_path: '{path}' has no chat template; set model.chat_template")
+    eot = recipe.model.end_of_turn or detect_end_of_turn(tok)
+    if eot not in tok.get_vocab():
+        raise UserError(f"model.end_of_turn: {eot!r} is not a token of this tokenizer")
+    tok.eos_token = eot  # TRL appends eos_token unless the text ends with it; generation stops on it
+    if tok.pad_token is None or tok.pad_token == eot:
+        # pad == end-of-turn would hide the end-of-turn token from the loss on some collators
+        tok.pad_token = next((t for t in ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<unk>")
+                              if t in tok.get_vocab()), tok.pad_token or eot)
+    return tok
+
+
+def device_and_dtypes(recipe: Recipe):
+    """(device, model dtype, 4-bit compute dtype): bf16 where the GPU supports it, else fp16; fp32 on CPU."""
+    import torch
+
+    names = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if torch.cuda.is_available():
+        auto = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        device = "cuda"
+    else:
+        auto, device = torch.float32, "cpu"
+    dtype = auto if recipe.model.dtype == "auto" else names[recipe.model.dtype]
+    compute = dtype if recipe.model.bnb_4bit_compute_dtype == "auto" else names[recipe.model.bnb_4bit_compute_dtype]
+    return device, dtype, compute
+
+
+def load_model(recipe: Recipe, path: str):
+    """The base model: 4-bit NF4 through BitsAndBytesConfig when model.load_in_4bit (CPU or CUDA)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device, dtype, compute = device_and_dtypes(recipe)
+    kwargs = dict(dtype=dtype, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code,
+                  device_map={"": 0 if device == "cuda" else "cpu"})
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    if recipe.model.load_in_4bit and recipe.model.finetune == "lora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=recipe.model.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=recipe.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise _hub_error(path, e) from None
+    torch.manual_seed(recipe.seed)
+    return model
+
+
+def lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    m = recipe.model
+    return LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                      target_modules=m.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def prepare_for_qlora(model, gradient_checkpointing: bool) -> None:
+    """What `prepare_model_for_kbit_training` does that QLoRA needs, without upcasting every
+    non-quantized weight to fp32 (+2 GB on an 8B model): input grads for non-reentrant checkpointing."""
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+
+
+def cast_trainable_to_fp32(model) -> int:
+    """TRL casts trainable LoRA weights of quantized models to bf16, where small DPO updates vanish
+    (env-notes §10). Put them back in fp32 (autocast still computes in bf16 on GPU)."""
+    import torch
+
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+            n += 1
+    return n

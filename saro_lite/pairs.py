@@ -1,0 +1,116 @@
+"""Stage `pairs`: OP-COT and PP-COT preference pairs, rendered for SRPO, and held-out validation pairs.
+
+Writes data/op_cot.jsonl and data/pp_cot.jsonl (records in the kit's format), data/srpo_train.jsonl
+and data/srpo_val.jsonl: rows {id, type, kind, prompt, chosen, rejected} holding the exact strings
+that are trained and scored (prompt rendered through the chat template; responses end exactly at the
+end-of-turn token). For PP-COT the shared reasoning prefix is part of the prompt, after the generation
+prompt and the opening reasoning tag, so DPO compares only the continuations from step k on.
+
+    python -m saro_lite.pairs --recipe recipes/tiny-cpu.yaml
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+from .errors import UserError
+from .fileio import write_jsonl
+from .records import STARTER_DIR, balanced_limit, load_op, load_pp
+
+
+def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
+    rows = []
+    for x in op:
+        rows.append({"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt": renderer.prompt(x["prompt"]),
+                     "chosen": renderer.response(x["chosen"]["reasoning"], x["chosen"]["answer"]),
+                     "rejected": renderer.response(x["rejected"]["reasoning"], x["rejected"]["answer"])})
+    for x in pp:
+        rows.append({"id": f"pp:{x['id']}", "type": "pp", "kind": x["kind"],
+                     "prompt": renderer.pp_prompt(x["prompt"], x["prefix"]),
+                     "chosen": renderer.pp_continuation(x["chosen"]["steps"], x["chosen"]["answer"]),
+                     "rejected": renderer.pp_continuation(x["rejected"]["steps"], x["rejected"]["answer"])})
+    return rows
+
+
+def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out `val_size` pairs (fewer when the data is small, never under 8), spread over
+    (type, kind) groups round-robin so the validation set mirrors the training mix."""
+    n_val = min(val_size, len(rows) // 4)
+    if n_val < 8:
+        if len(rows) < 16:
+            raise UserError(f"pairs: only {len(rows)} pairs; reward tracking needs at least 8 held-out pairs "
+                            f"and as many to train on (16 in all)")
+        n_val = 8
+    rng = random.Random(seed)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["type"], r["kind"])].append(r)
+    for g in groups.values():
+        rng.shuffle(g)
+    val_ids: list[str] = []
+    keys = sorted(groups)
+    while len(val_ids) < n_val:
+        for k in keys:
+            if groups[k] and len(val_ids) < n_val:
+                val_ids.append(groups[k].pop()["id"])
+    chosen = set(val_ids)
+    return [r for r in rows if r["id"] not in chosen], [r for r in rows if r["id"] in chosen]
+
+
+def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict:
+    """Token lengths of prompt+response; warn when DPO would truncate (it keeps the start and cuts
+    the end, so long traces lose their verdict) or drop pairs (prompt alone fills max_length)."""
+    import numpy as np
+
+    if not rows:
+        return {}
+    lengths, prompt_lengths = [], []
+    for r in rows:
+        p = len(tokenizer(r["prompt"])["input_ids"])
+        full = max(len(tokenizer(r["prompt"] + r[s])["input_ids"]) for s in ("chosen", "rejected"))
+        lengths.append(full)
+        prompt_lengths.append(p)
+    pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)}
+    pct["max"] = max(lengths)
+    truncated = sum(n > max_length for n in lengths)
+    dropped = sum(p >= max_length for p in prompt_lengths)
+    console.print(f"pair lengths in tokens (prompt+response): {pct}; srpo.max_length = {max_length}")
+    if truncated:
+        console.print(f"[yellow]warning:[/] {truncated}/{len(rows)} pairs exceed srpo.max_length and will be cut "
+                      f"at the end (their verdict may be lost); raise srpo.max_length")
+    if dropped:
+        console.print(f"[yellow]warning:[/] {dropped} pairs have prompts that fill srpo.max_length alone; DPO drops them")
+    return {**pct, "truncated": truncated, "dropped": dropped}
+
+
+def run(ctx) -> None:
+    r = ctx.recipe
+    kinds = r.data.kinds
+    if r.pairs.source == "file":
+        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
+        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
+    else:
+        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
+        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
+    op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
+    pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    write_jsonl(ctx.path("data/op_cot.jsonl"), op)
+    write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
+    rows = render_pairs(ctx.renderer(), op, pp)
+    train, val = split_val(rows, r.pairs.val_size, r.seed)
+    write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
+    write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
+    length_report(ctx.tokenizer(), rows, r.srpo.max_length, ctx.console)
+    c = Counter(x["type"] for x in train)
+    ctx.console.print(f"pairs: {len(op)} OP-COT + {len(pp)} PP-COT -> train {len(train)} "
+                      f"(op {c['op']}, pp {c['pp']}), held-out validation {len(val)}")
+
+
+def main(argv=None):
+    from .cli import run_single_stage
+
+    run_single_stage("pairs", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Stage bookkeeping: which stages run, which are skipped, and when a stage counts as finished.
+
+A stage is finished when `.stages/<name>.json` exists in the run folder, holds the fingerprint of
+the settings the stage reads (plus the fingerprints of the stages it builds on), and every output
+it lists exists. The marker is removed when a stage starts and written last, atomically, so a run
+killed at any moment never leaves a stage that looks finished but is not.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError
+from .fileio import atomic_write_text, write_json
+from .recipe import Recipe, fingerprint, run_dir, select, to_yaml
+
+def quiet_libraries() -> None:
+    """Keep the terminal for the kit's own progress: no per-map progress bars from datasets, no
+    weight-loading bars, no deprecation noise from the pinned stack (TRL's own warnings stay)."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*(checkpointing|deprecated).*")
+    warnings.filterwarnings("ignore", message=r".*pin_memory.*")
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "eval", "report"]
+
+
+def _eval_outputs(r: Recipe) -> list[str]:
+    from .evaluate import eval_set_names
+
+    return [f"eval/{arm}/{name}.jsonl" for arm in r.eval.arms for name in eval_set_names(r)]
+
+
+@dataclass
+class Stage:
+    name: str
+    module: str
+    needs: list[str]
+    reads: Callable[[Recipe], list[str]]
+    outputs: Callable[[Recipe], list[str]]
+    help: str = ""
+
+
+MODEL_KEYS = ["model"]
+STAGES: dict[str, Stage] = {s.name: s for s in [
+    Stage("data", "saro_lite.data", [],
+          lambda r: ["seed", "data"],
+          lambda r: ["data/prompts.jsonl", "data/rit_d.jsonl"],
+          "prompts and RIT-D reasoning traces"),
+    Stage("warmup", "saro_lite.warmup", ["data"],
+          lambda r: ["seed", "model", "warmup"],
+          lambda r: ["warmup/adapter", "warmup/metrics.jsonl"],
+          "Reasoning-style Warmup: SFT on RIT-D"),
+    Stage("pairs", "saro_lite.pairs", ["data"],
+          lambda r: ["seed", "pairs", "model"],
+          lambda r: ["data/op_cot.jsonl", "data/pp_cot.jsonl", "data/srpo_train.jsonl", "data/srpo_val.jsonl"],
+          "OP-COT and PP-COT preference pairs + held-out validation pairs"),
+    Stage("srpo", "saro_lite.srpo", ["warmup", "pairs"],
+          lambda r: ["seed", "model", "srpo"],
+          lambda r: ["srpo/adapter", "srpo/metrics.jsonl"],
+          "SRPO: DPO from the RW model with the RW model as reference"),
+    Stage("eval", "saro_lite.evaluate", ["srpo"],
+          lambda r: ["seed", "model", "eval"],
+          _eval_outputs,
+          "generate with each arm, judge, score"),
+    Stage("report", "saro_lite.report", ["eval"],
+          lambda r: ["report"],
+          lambda r: ["report.json", "report.md"],
+          "report.json, report.md, figures"),
+]}
+
+
+def parse_stages(text: str | None) -> list[str]:
+    if not text:
+        return list(STAGE_ORDER)
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    for n in names:
+        if n not in STAGES:
+            raise UserError(f"--stages: unknown stage '{n}' (stages: {', '.join(STAGE_ORDER)})")
+    return [s for s in STAGE_ORDER if s in names]  # always in pipeline order
+
+
+@dataclass
+class Context:
+    """What a stage gets: the recipe, the run folder, the console, and objects stages may share."""
+
+    recipe: Recipe
+    run_dir: Path
+    console: object
+    model_path: str = ""
+    shared: dict = field(default_factory=dict)
+
+    def path(self, rel: str) -> Path:
+        return self.run_dir / rel
+
+    def tokenizer(self):
+        if "tokenizer" not in self.shared:
+            from .models import load_tokenizer
+
+            self.shared["tokenizer"] = load_tokenizer(self.recipe, self.model_path)
+        return self.shared["tokenizer"]
+
+    def renderer(self):
+        from .models import make_renderer
+
+        return make_renderer(self.recipe, self.tokenizer())
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, console, run_directory: Path | None = None):
+        self.recipe = recipe
+        self.console = console
+        self.run_dir = Path(run_directory) if run_directory else run_dir(recipe)
+        self.state_dir = self.run_dir / ".stages"
+
+    # fingerprints -------------------------------------------------------------------------
+    def settings(self, name: str) -> dict:
+        return select(self.recipe, STAGES[name].reads(self.recipe))
+
+    def expected_fingerprint(self, name: str) -> str:
+        stage = STAGES[name]
+        return fingerprint({"settings": self.settings(name),
+                            "upstream": {u: self.expected_fingerprint(u) for u in stage.needs}})
+
+    def state(self, name: str) -> dict | None:
+        import json
+
+        p = self.state_dir / f"{name}.json"
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+
+    def outputs_exist(self, name: str) -> bool:
+        return all((self.run_dir / o).exists() for o in STAGES[name].outputs(self.recipe))
+
+    def is_finished(self, name: str) -> bool:
+        st = self.state(name)
+        return bool(st) and st.get("fingerprint") == self.expected_fingerprint(name) and self.outputs_exist(name)
+
+    def has_outputs(self, name: str) -> bool:
+        return self.state(name) is not None and self.outputs_exist(name)
+
+    # running --------------------------------------------------------------------------------
+    def check_needs(self, selected: list[str]) -> None:
+        """Fail before any work when a selected stage builds on a missing, unselected stage."""
+        for name in selected:
+            for up in STAGES[name].needs:
+                if up in selected:
+                    continue
+                if not self.has_outputs(up):
+                    raise UserError(f"stage '{name}' needs the outputs of stage '{up}', which are missing in "
+                                    f"{self.run_dir}; run it first: --stages {up},{name}")
+                if not self.is_finished(up):
+                    self.console.print(f"[yellow]warning:[/] the outputs of '{up}' in {self.run_dir} were made "
+                                       f"with other settings; '{name}' uses them as they are")
+
+    def write_resolved(self, resolved: dict) -> None:
+        atomic_write_text(self.run_dir / "recipe.resolved.yaml", to_yaml(self.recipe, resolved))
+
+    def run(self, selected: list[str], fresh: bool = False, ctx: Context | None = None) -> dict[str, str]:
+        self.check_needs(selected)
+        ctx = ctx or Context(self.recipe, self.run_dir, self.console)
+        outcome: dict[str, str] = {}
+        for name in selected:
+            if not fresh and self.is_finished(name):
+                self.console.print(f"[dim]stage {name}: skipped (finished, same settings)[/]")
+                outcome[name] = "skipped"
+                continue
+            outcome[name] = self.run_stage(name, ctx)
+        return outcome
+
+    def run_stage(self, name: str, ctx: Context) -> str:
+        stage = STAGES[name]
+        marker = self.state_dir / f"{name}.json"
+        marker.unlink(missing_ok=True)  # not finished until proven otherwise
+        self.console.rule(f"[bold]stage {name}[/] — {stage.help}")
+        t0 = time.time()
+        quiet_libraries()
+        module = importlib.import_module(stage.module)
+        module.run(ctx)
+        missing = [o for o in stage.outputs(self.recipe) if not (self.run_dir / o).exists()]
+        if missing:
+            raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")
+        seconds = round(time.time() - t0, 2)
+        write_json(marker, {"stage": name, "fingerprint": self.expected_fingerprint(name),
+                            "settings": self.settings(name),
+                            "upstream": {u: self.expected_fingerprint(u) for u in stage.needs},
+                            "outputs": stage.outputs(self.recipe), "seconds": seconds,
+                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.console.print(f"stage {name}: done in {seconds:.1f} s")
+        return "done"

@@ -1,0 +1,462 @@
+"""Recipes: a typed schema, YAML loading, `--set a.b=V` overrides and validation that names the field.
+
+A recipe is one YAML file per base model (see recipes/). Inside `warmup` and `srpo` the training
+settings carry the field names of TRL's `SFTConfig` and `DPOConfig`, so a TRL user reads them at
+sight; the kit's own settings sit beside them (e.g. `srpo.track_every`).
+
+Every user mistake raises `UserError` with one line that names the file and the dotted key exactly
+as the user wrote them.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import UserError
+
+KINDS = ("harmful", "jailbreak", "benign", "borderline")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPES_DIR = REPO_ROOT / "recipes"
+DEFAULT_RECIPE = RECIPES_DIR / "tiny-cpu.yaml"
+
+
+# --------------------------------------------------------------------------------------------
+# Schema. `meta` on a field: choices=..., min=..., max=..., gt=... (checked after type coercion).
+# --------------------------------------------------------------------------------------------
+def _f(default, **meta):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TinyModel:
+    """The offline tiny model the kit builds itself (byte-level BPE + small Llama)."""
+
+    vocab_size: int = _f(1024, min=300)
+    hidden_size: int = _f(64, min=8)
+    intermediate_size: int = _f(256, min=8)
+    num_hidden_layers: int = _f(2, min=1)
+    num_attention_heads: int = _f(4, min=1)
+    num_key_value_heads: int = _f(2, min=1)
+    max_position_embeddings: int = _f(1024, min=64)
+    seed: int = 0
+
+
+@dataclass
+class ModelArch:
+    """Architecture numbers of the base model, used for memory estimates without a download."""
+
+    hidden_size: int | None = None
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
+    tie_word_embeddings: bool = False
+
+
+@dataclass
+class Model:
+    name_or_path: str = "tiny"  # a hub id, a local folder, or "tiny" (built offline from model.tiny)
+    revision: str | None = None
+    dtype: str = _f("auto", choices=("auto", "bfloat16", "float16", "float32"))
+    load_in_4bit: bool = True
+    bnb_4bit_quant_type: str = _f("nf4", choices=("nf4", "fp4"))
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: str = _f("auto", choices=("auto", "bfloat16", "float16", "float32"))
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    chat_template: str | None = None  # a .jinja path or inline template; default: the model's own
+    system_prompt: str | None = None  # null: no system turn (some templates insert their own)
+    end_of_turn: str | None = None  # null: detected from the chat template
+    reasoning_open: str = "<think>"
+    reasoning_close: str = "</think>"
+    finetune: str = _f("lora", choices=("lora", "full"))
+    lora_r: int = _f(16, min=1)
+    lora_alpha: int = _f(32, min=1)
+    lora_dropout: float = _f(0.05, min=0.0, max=1.0)
+    lora_target_modules: Union[str, list] = "all-linear"
+    arch: ModelArch = field(default_factory=ModelArch)
+    tiny: TinyModel = field(default_factory=TinyModel)
+
+
+@dataclass
+class Data:
+    source: str = _f("starter", choices=("starter", "file"))
+    path: str | None = None  # with source=file: a RIT-D JSONL file in the kit's format
+    limit: int | None = _f(None, min=4)  # prompts in total, spread evenly over the kinds
+    kinds: list = _f(list(KINDS))
+
+
+@dataclass
+class Train:
+    """Fields shared by warmup (SFTConfig) and srpo (DPOConfig), with TRL's names."""
+
+    learning_rate: float = _f(2e-4, gt=0.0)
+    num_train_epochs: float = _f(1.0, gt=0.0)
+    max_steps: int = -1  # > 0 overrides num_train_epochs (TRL semantics)
+    per_device_train_batch_size: int = _f(1, min=1)
+    gradient_accumulation_steps: int = _f(8, min=1)
+    max_length: int = _f(2048, min=16)
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = _f(0.1, min=0.0)  # < 1: a ratio of all steps (transformers 5 semantics)
+    weight_decay: float = _f(0.0, min=0.0)
+    max_grad_norm: float = _f(1.0, gt=0.0)
+    logging_steps: int = _f(1, min=1)
+    gradient_checkpointing: bool = True
+    optim: str = "paged_adamw_8bit"
+    save_steps: int = _f(50, min=1)  # trainer checkpoints (for resume), last `save_total_limit` kept
+    save_total_limit: int = _f(1, min=1)
+    report_to: str = "none"
+
+
+@dataclass
+class Warmup(Train):
+    learning_rate: float = _f(2e-4, gt=0.0)
+
+
+@dataclass
+class Srpo(Train):
+    learning_rate: float = _f(5e-6, gt=0.0)
+    beta: float = _f(0.1, gt=0.0)
+    loss_type: list = _f(["sigmoid"])
+    precompute_ref_log_probs: bool = False
+    track_every: int = _f(10, min=0)  # reward tracking every N optimizer steps; 0 = none at all
+    track_batch_size: int = _f(8, min=1)
+
+
+@dataclass
+class Pairs:
+    source: str = _f("starter", choices=("starter", "file"))
+    op_path: str | None = None  # with source=file: OP-COT / PP-COT JSONL files in the kit's format
+    pp_path: str | None = None
+    use_op: bool = True
+    use_pp: bool = True
+    op_limit: int | None = _f(None, min=1)
+    pp_limit: int | None = _f(None, min=1)
+    val_size: int = _f(32, min=8)  # held-out pairs for reward tracking (Figure 4)
+
+
+@dataclass
+class Eval:
+    arms: list = _f(["base", "rw", "saro"])
+    sets: list = _f(["harmful", "jailbreak", "benign", "borderline", "general"])
+    limit_per_set: int | None = _f(None, min=1)
+    max_new_tokens: int = _f(512, min=1)
+    batch_size: int = _f(8, min=1)
+    do_sample: bool = False
+    temperature: float = _f(0.7, gt=0.0)
+    extra_sets: list = _f([])
+
+
+@dataclass
+class Report:
+    samples_per_arm: int = _f(3, min=0)
+    truncate_unsafe_chars: int = _f(160, min=20)
+
+
+@dataclass
+class Recipe:
+    output_dir: str | None = None  # default: runs/<recipe file stem>
+    cache_dir: str | None = None  # default: ~/.cache/saro-lite (shared by runs)
+    seed: int = 0
+    model: Model = field(default_factory=Model)
+    data: Data = field(default_factory=Data)
+    warmup: Warmup = field(default_factory=Warmup)
+    pairs: Pairs = field(default_factory=Pairs)
+    srpo: Srpo = field(default_factory=Srpo)
+    eval: Eval = field(default_factory=Eval)
+    report: Report = field(default_factory=Report)
+
+    # Set by load_recipe, not by the user.
+    source_path: str = field(default="", metadata={"internal": True})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source_path", None)
+        return d
+
+    @property
+    def stem(self) -> str:
+        return Path(self.source_path).stem if self.source_path else "recipe"
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Recipe) if not f.metadata.get("internal")]
+
+
+# --------------------------------------------------------------------------------------------
+# Coercion and validation
+# --------------------------------------------------------------------------------------------
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string",
+            list: "a list", dict: "a mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp, key: str, where: str) -> Any:
+    """Coerce a YAML value to the annotated type, or raise a UserError naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, where)
+            except UserError as e:
+                errors.append(e)
+        raise UserError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {key}: expected a mapping of settings, got {value!r}")
+        return _build(tp, value, key, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: {key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where}: {key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML (YAML 1.1) reads `1e-4` as the string '1e-4'; accept numbers written that way.
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            return float(value)
+        raise UserError(f"{where}: {key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{where}: {key}: expected a string, got {value!r}")
+    if tp is list:
+        if isinstance(value, list):
+            return value
+        raise UserError(f"{where}: {key}: expected a list, got {value!r}")
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise UserError(f"{where}: {key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _check_meta(value: Any, meta: dict, key: str, where: str) -> None:
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise UserError(f"{where}: {key}: expected one of {', '.join(meta['choices'])}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise UserError(f"{where}: {key}: must be >= {meta['min']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise UserError(f"{where}: {key}: must be <= {meta['max']}, got {value!r}")
+    if "gt" in meta and value <= meta["gt"]:
+        raise UserError(f"{where}: {key}: must be > {meta['gt']}, got {value!r}")
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _build(cls, data: dict, prefix: str, where: str):
+    hints = typing.get_type_hints(cls)
+    fields_ = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for k in data:
+        if k not in fields_:
+            dotted = f"{prefix}.{k}" if prefix else str(k)
+            options = [f"{prefix}.{n}" if prefix else n for n in fields_]
+            raise UserError(f"{where}: unknown key '{dotted}'{_closest(dotted, options)}")
+    kwargs = {}
+    for name, f in fields_.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            value = _coerce(data[name], hints[name], dotted, where)
+            _check_meta(value, f.metadata, dotted, where)
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _cross_checks(r: Recipe, where: str) -> None:
+    for kind in r.data.kinds:
+        if kind not in KINDS:
+            raise UserError(f"{where}: data.kinds: unknown kind {kind!r} (expected some of {', '.join(KINDS)})")
+    if r.data.source == "file" and not r.data.path:
+        raise UserError(f"{where}: data.path: required when data.source is 'file'")
+    if r.pairs.source == "file" and not (r.pairs.op_path or r.pairs.pp_path):
+        raise UserError(f"{where}: pairs.op_path: required (or pairs.pp_path) when pairs.source is 'file'")
+    if not r.pairs.use_op and not r.pairs.use_pp:
+        raise UserError(f"{where}: pairs: at least one of pairs.use_op / pairs.use_pp must be true")
+    for arm in r.eval.arms:
+        if not isinstance(arm, str):
+            raise UserError(f"{where}: eval.arms: expected names, got {arm!r}")
+    known_losses = {"sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "aot",
+                    "aot_pair", "apo_zero", "apo_down", "discopop", "sft", "exo_pair"}
+    for lt in r.srpo.loss_type:
+        if lt not in known_losses:
+            raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
+    if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
+        raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
+    for s in r.eval.extra_sets:
+        if not isinstance(s, dict) or not {"name", "path", "prompt_field", "kind"} <= set(s):
+            raise UserError(f"{where}: eval.extra_sets: each entry needs name, path, prompt_field, kind; got {s!r}")
+
+
+def from_dict(data: dict, where: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of sections at the top level")
+    recipe = _build(Recipe, data, "", where)
+    _cross_checks(recipe, where)
+    return recipe
+
+
+# --------------------------------------------------------------------------------------------
+# YAML and overrides
+# --------------------------------------------------------------------------------------------
+def _yaml():
+    import yaml  # PyYAML; only safe_load is ever used
+
+    return yaml
+
+
+def read_yaml(path: Path) -> dict:
+    yaml = _yaml()
+    if not path.exists():
+        raise UserError(f"{path}: recipe not found (list them with: python run_all.py --list-recipes)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read recipe ({e.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "syntax error"
+        raise UserError(f"{path}:{line}: YAML syntax error: {problem}") from None
+    return data or {}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=V` -> (["a", "b"], V parsed as YAML)."""
+    if "=" not in text:
+        raise UserError(f"--set {text}: expected KEY=VALUE, e.g. --set srpo.beta=0.05")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise UserError(f"--set {text}: malformed key {key!r}")
+    yaml = _yaml()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"--set {text}: value is not valid YAML") from None
+    return key.split("."), value
+
+
+def apply_override(data: dict, parts: list[str], value: Any, original: str) -> None:
+    if parts[0] not in SECTIONS:
+        raise UserError(f"--set {original}: unknown section '{parts[0]}'{_closest(parts[0], SECTIONS)}")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise UserError(f"--set {original}: '{p}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Recipe:
+    path = Path(path) if path else DEFAULT_RECIPE
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(data, parts, value, text)
+    where = str(path) + (" (with --set overrides)" if overrides else "")
+    recipe = from_dict(data, where)
+    recipe.source_path = str(path)
+    return recipe
+
+
+def list_recipes() -> list[Path]:
+    return sorted(RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_header(path: Path) -> str:
+    """The first comment line of a recipe (its one-line description)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and fingerprints
+# --------------------------------------------------------------------------------------------
+def run_dir(recipe: Recipe) -> Path:
+    if recipe.output_dir:
+        return Path(recipe.output_dir).expanduser()
+    return Path("runs") / recipe.stem
+
+
+def cache_dir(recipe: Recipe) -> Path:
+    if recipe.cache_dir:
+        return Path(recipe.cache_dir).expanduser()
+    import os
+
+    base = os.environ.get("SARO_LITE_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base) / "saro-lite" if base else Path.home() / ".cache" / "saro-lite"
+
+
+def select(recipe: Recipe, keys: list[str]) -> dict:
+    """The settings a stage reads, as a dict of dotted key -> value (for its fingerprint)."""
+    full = recipe.to_dict()
+    out = {}
+    for key in keys:
+        node: Any = full
+        for p in key.split("."):
+            node = node[p]
+        out[key] = node
+    return out
+
+
+def fingerprint(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def to_yaml(recipe: Recipe, resolved: dict | None = None) -> str:
+    yaml = _yaml()
+    d = recipe.to_dict()
+    for dotted, value in (resolved or {}).items():
+        node = d
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    header = f"# Every setting this run used (from {recipe.source_path or 'defaults'}).\n"
+    return header + yaml.safe_dump(d, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,147 @@
+"""Stage `report`: report.json, report.md (readable on GitHub) and a rich table in the terminal.
+
+    python -m saro_lite.report --recipe recipes/tiny-cpu.yaml
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .evaluate import arm_metrics, eval_set_names
+from .fileio import atomic_write_text, read_jsonl, write_json
+from .judges import JUDGE_DESCRIPTIONS
+
+MAIN_METRICS = [("harmful_asr", "harmful ASR ↓"), ("jailbreak_asr", "jailbreak ASR ↓"),
+                ("over_refusal_rate", "over-refusal ↓"), ("general_accuracy", "general acc. ↑"),
+                ("avg_response_tokens", "tokens"), ("reflection_rate", "reflection")]
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.1f}" if v > 1.5 else f"{v:.2f}"
+    return str(v)
+
+
+def collect(run_dir: Path, recipe) -> dict:
+    arms = {}
+    rows = {}
+    for arm in recipe.eval.arms:
+        rows[arm] = {name: read_jsonl(run_dir / f"eval/{arm}/{name}.jsonl") for name in eval_set_names(recipe)}
+        arms[arm] = arm_metrics(rows[arm])
+    report = {"arms": arms, "judge": {"refusal": JUDGE_DESCRIPTIONS["refusal"]},
+              "recipe": recipe.source_path, "model": recipe.model.name_or_path}
+    summary = run_dir / "srpo/summary.json"
+    if summary.exists():
+        import json
+
+        s = json.loads(summary.read_text())
+        report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
+    per_set = {arm: {name: {"n": len(rs), "refused": sum(r["refused"] for r in rs) / len(rs) if rs else None,
+                            **({"accuracy": sum(r["correct"] for r in rs) / len(rs)} if rs and "correct" in rs[0]
+                               else {})}
+                     for name, rs in by_set.items()} for arm, by_set in rows.items()}
+    report["per_set"] = per_set
+    return report, rows
+
+
+def plot_tokens(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(report["arms"])
+    reasoning = [report["arms"][a].get("avg_reasoning_tokens") or 0 for a in arms]
+    answer = [report["arms"][a].get("avg_answer_tokens") or 0 for a in arms]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(arms, reasoning, label="reasoning", color="tab:purple")
+    ax.bar(arms, answer, bottom=reasoning, label="answer", color="tab:green")
+    ax.set_ylabel("mean tokens per reply")
+    ax.set_title("Token cost per arm")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def truncate(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool) -> str:
+    arms = list(report["arms"])
+    lines = [f"# saro-lite report — `{Path(recipe.source_path).name}`", ""]
+    if is_tiny:
+        lines += ["> **Tiny offline default.** These numbers come from a tiny model trained for seconds on a CPU; "
+                  "they only show that the mechanics work end to end. They are not evidence about the method "
+                  "on real models.", ""]
+    lines += [f"Base model: `{report['model']}`. Safety numbers: share of replies judged as complying "
+              f"(ASR) or refusing (over-refusal) by the **{report['judge']['refusal']}**.", "",
+              "## Main table", "", "| arm | " + " | ".join(label for _, label in MAIN_METRICS) + " |",
+              "|---|" + "---|" * len(MAIN_METRICS)]
+    for arm in arms:
+        m = report["arms"][arm]
+        lines.append(f"| {arm} | " + " | ".join(fmt(m.get(k)) for k, _ in MAIN_METRICS) + " |")
+    if "srpo" in report:
+        s = report["srpo"]
+        lines += ["", f"SRPO held-out reward accuracy **{fmt(s.get('val_reward_accuracy'))}**, reward margin "
+                      f"**{fmt(s.get('val_reward_margin'))}** on {s.get('val_pairs')} validation pairs."]
+    lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
+    for arm, by_set in report["per_set"].items():
+        for name, v in by_set.items():
+            lines.append(f"| {arm} | {name} | {v['n']} | {fmt(v['refused'])} | {fmt(v.get('accuracy'))} |")
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    n = recipe.report.samples_per_arm
+    cut = recipe.report.truncate_unsafe_chars
+    if n:
+        lines += ["", "## Sample answers", "",
+                  f"Replies are shortened to {cut} characters; full replies are in `eval/<arm>/<set>.jsonl`."]
+        for arm in arms:
+            lines += ["", f"### {arm}", ""]
+            for name, rs in rows[arm].items():
+                for r in rs[:n]:
+                    lines.append(f"- **{name}** · _{truncate(r['prompt'], 90)}_ → `{r['label']}`: "
+                                 f"{truncate(r['answer'] or r['response'], cut)}")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title="saro-lite: arms × metrics")
+    t.add_column("arm")
+    for _, label in MAIN_METRICS:
+        t.add_column(label, justify="right")
+    for arm, m in report["arms"].items():
+        t.add_row(arm, *[fmt(m.get(k)) for k, _ in MAIN_METRICS])
+    console.print(t)
+
+
+def run(ctx) -> None:
+    r = ctx.recipe
+    report, rows = collect(ctx.run_dir, r)
+    figures = []
+    if ctx.path("figures/reward_tracking.png").exists():
+        figures.append("figures/reward_tracking.png")
+    plot_tokens(report, ctx.path("figures/token_cost.png"))
+    figures.append("figures/token_cost.png")
+    write_json(ctx.path("report.json"), report)
+    atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
+    print_table(report, ctx.console)
+
+
+def main(argv=None):
+    from .cli import run_single_stage
+
+    run_single_stage("report", argv)
+
+
+if __name__ == "__main__":
+    main()

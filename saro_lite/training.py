@@ -1,0 +1,180 @@
+"""What warmup (SFT) and srpo (DPO) share: trainer arguments from the recipe, the metrics log, a rich
+progress bar in place of transformers' raw per-step printing, checkpoint resume, and warnings on
+degenerate training."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from .fileio import append_jsonl, read_jsonl, write_jsonl, atomic_write_text
+from .models import device_and_dtypes
+from .recipe import Recipe, Train
+
+# Recipe fields handed to TRL's configs as they are (the kit's own fields are not TRL's).
+TRL_FIELDS = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+              "gradient_accumulation_steps", "max_length", "lr_scheduler_type", "warmup_steps", "weight_decay",
+              "max_grad_norm", "logging_steps", "gradient_checkpointing", "optim", "save_steps",
+              "save_total_limit", "report_to"]
+
+
+def trainer_args(recipe: Recipe, cfg: Train, out_dir: Path) -> dict:
+    import torch
+
+    device, dtype, _ = device_and_dtypes(recipe)
+    on_gpu = device == "cuda"
+    args = {k: getattr(cfg, k) for k in TRL_FIELDS}
+    optim = args["optim"]
+    if not on_gpu and optim.startswith("paged_"):
+        optim = "adamw_torch"  # paged optimizers are a GPU memory feature; on CPU they only warn
+    args.update(
+        output_dir=str(out_dir), optim=optim, seed=recipe.seed, data_seed=recipe.seed,
+        use_cpu=not on_gpu, bf16=on_gpu and dtype == torch.bfloat16, fp16=on_gpu and dtype == torch.float16,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        save_strategy="steps", disable_tqdm=True, dataloader_pin_memory=on_gpu,
+        report_to=[] if cfg.report_to in ("none", "", None) else [cfg.report_to],
+    )
+    return args
+
+
+def latest_checkpoint(out_dir: Path, fp: str) -> str | None:
+    """A checkpoint to resume from, only if it was written under the same settings."""
+    stamp = out_dir / "fingerprint.txt"
+    if not stamp.exists() or stamp.read_text().strip() != fp:
+        return None
+    ckpts = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    for ckpt in reversed(ckpts):
+        if (ckpt / "trainer_state.json").exists():
+            return str(ckpt)
+    return None
+
+
+def start_checkpoint_dir(out_dir: Path, fp: str) -> str | None:
+    """Resume point for this stage, or a clean checkpoint folder stamped with the settings."""
+    resume = latest_checkpoint(out_dir, fp)
+    if resume is None:
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "fingerprint.txt", fp + "\n")
+    return resume
+
+
+def checkpoint_step(path: str | None) -> int:
+    return int(re.search(r"checkpoint-(\d+)", path).group(1)) if path else 0
+
+
+def trim_metrics(path: Path, max_step: int) -> None:
+    """On resume, keep only log rows up to the checkpoint, so no step is logged twice."""
+    if not path.exists():
+        return
+    if max_step == 0:
+        path.unlink()
+        return
+    write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= max_step])
+
+
+def _callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def make_metrics_logger(path: Path, console, stage: str):
+    """Append one JSON object per logged step (TRL's keys), and warn on degenerate values."""
+    TrainerCallback = _callback_base()
+
+    class MetricsLogger(TrainerCallback):
+        def __init__(self):
+            self.rows: list[dict] = []
+            self.summary: dict = {}
+            self._warned: set[str] = set()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            if "loss" not in logs:
+                if "train_runtime" in logs:
+                    self.summary = dict(logs)
+                return
+            row = {"step": state.global_step, **{k: (float(v) if isinstance(v, (int, float)) else v)
+                                                   for k, v in logs.items()}}
+            self.rows.append(row)
+            append_jsonl(path, row)
+            self._check(row)
+
+        def _warn(self, key: str, msg: str):
+            if key not in self._warned:
+                self._warned.add(key)
+                console.print(f"[yellow]warning ({stage}):[/] {msg}")
+
+        def _check(self, row: dict):
+            loss = row.get("loss")
+            if loss is not None and (math.isnan(loss) or math.isinf(loss)):
+                self._warn("nan", f"loss is {loss} at step {row['step']}: lower the learning rate, or check the data")
+            if stage == "srpo" and loss is not None and len(self.rows) >= 3:
+                last = self.rows[-3:]
+                if all(abs(r["loss"] - 0.6931) < 1e-3 and abs(r.get("rewards/margins", 0)) < 1e-6 for r in last):
+                    self._warn("stuck", "DPO loss is stuck at 0.693 with zero rewards: the completions may be "
+                                        "fully masked or truncated (raise srpo.max_length)")
+
+    return MetricsLogger()
+
+
+def make_progress(console, description: str):
+    """A rich progress bar over optimizer steps, showing the latest loss (replaces PrinterCallback)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    TrainerCallback = _callback_base()
+
+    class RichProgress(TrainerCallback):
+        def __init__(self):
+            self.progress = None
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.progress = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=console, transient=False)
+            self.progress.start()
+            self.task = self.progress.add_task(description, total=state.max_steps, completed=state.global_step,
+                                               info="")
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.progress:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if self.progress and logs and "loss" in logs:
+                info = f"loss {logs['loss']:.4f}"
+                if "rewards/accuracies" in logs:
+                    info += f"  acc {logs['rewards/accuracies']:.2f}  margin {logs['rewards/margins']:.3f}"
+                self.progress.update(self.task, info=info)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.progress:
+                self.progress.update(self.task, completed=state.global_step)
+                self.progress.stop()
+                self.progress = None
+
+    return RichProgress()
+
+
+def quiet_trainer(trainer, progress) -> None:
+    """Swap transformers' raw per-step printing for the kit's progress bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(progress)
+
+
+def cuda_memory() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"cuda_max_memory_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "cuda_max_memory_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}

@@ -1,0 +1,76 @@
+"""Stage `warmup` — Reasoning-style Warmup (RW): QLoRA SFT on RIT-D, loss on the response only.
+
+Each record becomes a prompt/completion pair of strings rendered by models.Renderer (the prompt
+through the model's chat template, the completion = <think>steps</think> answer + end-of-turn), so
+TRL switches on completion-only loss by itself and no template needs {% generation %} markers.
+Writes warmup/adapter (PEFT) and warmup/metrics.jsonl (TRL's keys per logged step).
+
+    python -m saro_lite.warmup --recipe recipes/tiny-cpu.yaml
+"""
+from __future__ import annotations
+
+import shutil
+
+from .fileio import read_jsonl, write_json
+from .models import cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+from .training import (cuda_memory, make_metrics_logger, make_progress, quiet_trainer, start_checkpoint_dir,
+                       checkpoint_step, trim_metrics, trainer_args)
+
+
+def sft_dataset(renderer, rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": renderer.prompt(x["prompt"]),
+                               "completion": renderer.response(x["reasoning"], x["answer"])} for x in rows])
+
+
+def run(ctx) -> None:
+    from trl import SFTConfig, SFTTrainer
+
+    r = ctx.recipe
+    tok = ctx.tokenizer()
+    rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
+    dataset = sft_dataset(ctx.renderer(), rows)
+
+    ckpt_dir = ctx.path("warmup/checkpoints")
+    from .pipeline import Pipeline
+
+    fp = Pipeline(r, ctx.console, ctx.run_dir).expected_fingerprint("warmup")
+    resume = start_checkpoint_dir(ckpt_dir, fp)
+    metrics_path = ctx.path("warmup/metrics.jsonl")
+    trim_metrics(metrics_path, checkpoint_step(resume))
+    if resume:
+        ctx.console.print(f"resuming warmup from {resume}")
+
+    model = load_model(r, ctx.model_path)
+    peft_config = None
+    if r.model.finetune == "lora":
+        peft_config = lora_config(r)
+        if getattr(model, "is_loaded_in_4bit", False):
+            prepare_for_qlora(model, r.warmup.gradient_checkpointing)
+    args = SFTConfig(**trainer_args(r, r.warmup, ckpt_dir), completion_only_loss=True, eos_token=tok.eos_token,
+                     dataset_num_proc=None)
+    logger = make_metrics_logger(metrics_path, ctx.console, "warmup")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         peft_config=peft_config, callbacks=[logger])
+    quiet_trainer(trainer, make_progress(ctx.console, "warmup (RW)"))
+    cast_trainable_to_fp32(trainer.model)
+    trainer.train(resume_from_checkpoint=resume)
+
+    out = ctx.path("warmup/adapter")
+    shutil.rmtree(out, ignore_errors=True)
+    trainer.save_model(str(out))
+    write_json(ctx.path("warmup/summary.json"), {**logger.summary, **cuda_memory(), "records": len(rows)})
+    if logger.rows:
+        ctx.console.print(f"warmup: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
+                          f"over {logger.rows[-1]['step']} steps")
+
+
+def main(argv=None):
+    from .cli import run_single_stage
+
+    run_single_stage("warmup", argv)
+
+
+if __name__ == "__main__":
+    main()

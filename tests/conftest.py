@@ -1,0 +1,76 @@
+"""Shared fixtures: one tiny run (data -> warmup -> pairs -> srpo) per test session, offline, CPU.
+
+Heavy imports happen once per process (about 6 s), so the whole suite runs in one pytest process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Small and fast, but large enough that learning is visible.
+FAST = ["data.limit=48", "warmup.max_steps=30", "warmup.per_device_train_batch_size=8",
+        "pairs.op_limit=48", "pairs.pp_limit=24", "pairs.val_size=8", "srpo.max_steps=16",
+        "srpo.track_every=8", "srpo.per_device_train_batch_size=8", "eval.limit_per_set=4",
+        "eval.max_new_tokens=48"]
+
+
+def sets(*items: str) -> list[str]:
+    out = []
+    for it in items:
+        out += ["--set", it]
+    return out
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SARO_LITE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir) -> Path:
+    """A finished run through srpo on the tiny default recipe."""
+    from saro_lite.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["--stages", "data,warmup,pairs,srpo", *sets(*FAST, f"output_dir={out}")])
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tiny_run):
+    from saro_lite.recipe import load_recipe
+
+    return load_recipe(tiny_run / "recipe.resolved.yaml")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_recipe):
+    from saro_lite.models import load_tokenizer
+
+    return load_tokenizer(tiny_recipe, tiny_recipe.model.name_or_path)
+
+
+@pytest.fixture(scope="session")
+def default_recipe(cache_dir):
+    from saro_lite.recipe import load_recipe
+
+    return load_recipe(None)
+
+
+@pytest.fixture(scope="session")
+def tiny_tok(default_recipe):
+    from saro_lite.models import load_tokenizer, tiny_model_path
+
+    return load_tokenizer(default_recipe, str(tiny_model_path(default_recipe)))

@@ -1,0 +1,55 @@
+"""data and pairs stages: selection, validation pairs, record checks."""
+import pytest
+
+from saro_lite.errors import UserError
+from saro_lite.pairs import split_val
+from saro_lite.records import balanced_limit, load_op, load_rit_d, STARTER_DIR
+
+
+def rows(n_per_kind):
+    return [{"id": f"{k}{i}", "kind": k} for k in ("harmful", "jailbreak", "benign", "borderline")
+            for i in range(n_per_kind)]
+
+
+def test_balanced_limit_spreads_over_kinds_and_is_deterministic():
+    data = rows(10)
+    kept = balanced_limit(data, 12, ["harmful", "jailbreak", "benign", "borderline"], seed=0)
+    assert len(kept) == 12 and {r["kind"] for r in kept} == {"harmful", "jailbreak", "benign", "borderline"}
+    assert all(sum(r["kind"] == k for r in kept) == 3 for k in ("harmful", "benign"))
+    assert kept == balanced_limit(data, 12, ["harmful", "jailbreak", "benign", "borderline"], seed=0)
+
+
+def test_balanced_limit_gives_a_short_kind_share_to_others():
+    data = rows(10)[:12]  # 10 harmful, 2 jailbreak
+    kept = balanced_limit(data, 8, ["harmful", "jailbreak"], seed=1)
+    assert sum(r["kind"] == "jailbreak" for r in kept) == 2 and len(kept) == 8
+
+
+def test_split_val_sizes():
+    pairs = [{"id": str(i), "type": "op" if i % 3 else "pp", "kind": "benign"} for i in range(200)]
+    train, val = split_val(pairs, 32, 0)
+    assert len(val) == 32 and len(train) == 168 and not {r["id"] for r in val} & {r["id"] for r in train}
+    train, val = split_val(pairs[:40], 32, 0)
+    assert len(val) == 10  # a quarter of a small set
+    train, val = split_val(pairs[:20], 32, 0)
+    assert len(val) == 8  # never below 8
+    with pytest.raises(UserError, match="at least 8 held-out pairs"):
+        split_val(pairs[:10], 32, 0)
+
+
+def test_record_validation_names_the_record(tmp_path):
+    p = tmp_path / "rit.jsonl"
+    p.write_text('{"id": "a", "prompt": "x", "kind": "harmful", "reasoning": ["s"], "answer": "y"}\n'
+                 '{"id": "b", "prompt": "x", "kind": "evil", "reasoning": ["s"], "answer": "y"}\n')
+    with pytest.raises(UserError, match=r"record 2 \(id 'b'\): 'kind' must be one of"):
+        load_rit_d(p)
+    q = tmp_path / "op.jsonl"
+    q.write_text('{"id": "a", "prompt": "x", "kind": "benign", "chosen": {"reasoning": "oops", "answer": "y"}, '
+                 '"rejected": {"reasoning": ["s"], "answer": "n"}}\n')
+    with pytest.raises(UserError, match="'chosen' must be"):
+        load_op(q)
+
+
+def test_starter_pack_loads():
+    assert len(load_rit_d(STARTER_DIR / "rit_d.jsonl")) >= 40
+    assert len(load_op(STARTER_DIR / "op_cot.jsonl")) >= 40

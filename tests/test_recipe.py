@@ -1,0 +1,92 @@
+"""Recipe schema, YAML loading and --set overrides: every user mistake names the key."""
+from pathlib import Path
+
+import pytest
+
+from saro_lite.errors import UserError
+from saro_lite.recipe import from_dict, list_recipes, load_recipe, parse_override, to_yaml
+
+
+@pytest.mark.parametrize("path", list_recipes(), ids=lambda p: p.stem)
+def test_every_recipe_validates(path):
+    r = load_recipe(path)
+    assert r.srpo.beta > 0 and r.warmup.max_length >= 16
+    assert r.model.name_or_path
+
+
+def test_scientific_notation_override_is_a_float():
+    r = load_recipe(None, ["srpo.learning_rate=1e-4", "warmup.learning_rate=2E-5"])
+    assert r.srpo.learning_rate == pytest.approx(1e-4) and isinstance(r.srpo.learning_rate, float)
+    assert r.warmup.learning_rate == pytest.approx(2e-5)
+
+
+def test_scientific_notation_in_yaml_file(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("srpo:\n  learning_rate: 1e-4\n  beta: 5e-2\n")
+    r = load_recipe(p)
+    assert r.srpo.learning_rate == pytest.approx(1e-4) and r.srpo.beta == pytest.approx(0.05)
+
+
+def test_bad_type_names_the_dotted_key():
+    with pytest.raises(UserError, match=r"warmup\.max_steps: expected an integer, got 'fast'"):
+        load_recipe(None, ["warmup.max_steps=fast"])
+    with pytest.raises(UserError, match=r"srpo\.learning_rate: expected a number"):
+        load_recipe(None, ["srpo.learning_rate=fast"])
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(UserError, match=r"unknown key 'srpo\.bta' \(did you mean 'srpo\.beta'\?\)"):
+        load_recipe(None, ["srpo.bta=0.1"])
+
+
+def test_unknown_section_and_malformed_set():
+    with pytest.raises(UserError, match=r"unknown section 'srpoo'.*did you mean 'srpo'"):
+        load_recipe(None, ["srpoo.beta=0.1"])
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        parse_override("srpo.beta")
+
+
+@pytest.mark.parametrize("override,pattern", [
+    ("srpo.beta=0", r"srpo\.beta: must be > 0"),
+    ("srpo.beta=-1", r"srpo\.beta: must be > 0"),
+    ("warmup.per_device_train_batch_size=-2", r"warmup\.per_device_train_batch_size: must be >= 1"),
+    ("model.dtype=fp8", r"model\.dtype: expected one of"),
+    ("model.load_in_4bit=maybe", r"model\.load_in_4bit: expected true/false"),
+    ("srpo.loss_type=[sigmod]", r"unknown loss 'sigmod'.*sigmoid"),
+])
+def test_out_of_range_and_choices(override, pattern):
+    with pytest.raises(UserError, match=pattern):
+        load_recipe(None, [override])
+
+
+def test_yaml_syntax_error_reports_line(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("srpo:\n  beta: 0.1\n  learning_rate: [1e-4\nwarmup: {}\n")
+    with pytest.raises(UserError, match=r"broken\.yaml: line \d+: YAML syntax error"):
+        load_recipe(p)
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(UserError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_override_value_is_yaml():
+    r = load_recipe(None, ["eval.arms=[base, saro]", "model.system_prompt=Be safe.", "data.limit=null"])
+    assert r.eval.arms == ["base", "saro"] and r.model.system_prompt == "Be safe." and r.data.limit is None
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    r = load_recipe(None, ["srpo.beta=0.05"])
+    p = tmp_path / "resolved.yaml"
+    p.write_text(to_yaml(r, {"model.name_or_path": "/models/x", "model.dtype": "float32"}))
+    again = load_recipe(p)
+    assert again.srpo.beta == 0.05 and again.model.name_or_path == "/models/x" and again.model.dtype == "float32"
+    assert again.to_dict()["warmup"] == r.to_dict()["warmup"]
+
+
+def test_cross_field_checks():
+    with pytest.raises(UserError, match=r"data\.path: required"):
+        from_dict({"data": {"source": "file"}})
+    with pytest.raises(UserError, match="pairs.use_op"):
+        from_dict({"pairs": {"use_op": False, "use_pp": False}})
