@@ -1,7 +1,11 @@
 """Stage `data`: prompts and RIT-D reasoning traces -> data/prompts.jsonl, data/rit_d.jsonl.
 
-Sources: the starter pack shipped in saro_lite/starter/ (default), or a RIT-D file of your own
-(`data.source: file`, `data.path: my_traces.jsonl`).
+Sources (`data.source`):
+- starter: the hand-written pack shipped in saro_lite/starter/ (default, no teacher needed);
+- teacher: a teacher model (`teacher` section) writes the traces for the starter prompts, or for the
+  prompt records in `data.prompts_path`; replies are cached, so a rebuild makes no teacher calls;
+- file: a RIT-D JSONL of your own (`data.path: my_traces.jsonl`);
+- star1 / stair_sft: those public reasoning datasets (`data.path`: a local copy; null = the Hub).
 
     python -m saro_lite.data --recipe recipes/tiny-cpu.yaml
 """
@@ -9,14 +13,51 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .fileio import write_jsonl
+from .errors import UserError
+from .fileio import read_jsonl, write_json, write_jsonl
 from .records import STARTER_DIR, balanced_limit, load_rit_d, prompt_record
+
+
+def teacher_prompts(r) -> list[dict]:
+    if r.data.prompts_path:
+        rows = read_jsonl(r.data.prompts_path, required=("id", "prompt", "kind"))
+        return [prompt_record(x) for x in rows]
+    return [prompt_record(x) for x in load_rit_d(STARTER_DIR / "rit_d.jsonl")]
+
+
+def from_teacher(ctx) -> list[dict]:
+    from .synth import synthesize_rit_d
+    from .teaching import policy_text, print_report, teacher_cache, teacher_client
+
+    r = ctx.recipe
+    prompts = balanced_limit(teacher_prompts(r), r.data.limit, r.data.kinds, r.seed)
+    rows, report = synthesize_rit_d(prompts, teacher_client(r), teacher_cache(r), policy_text(r),
+                                    r.teacher.samples, malformed_retries=r.teacher.malformed_retries,
+                                    judge_filter=r.teacher.judge_filter, console=ctx.console)
+    write_json(ctx.path("data/teacher_report.json"), report)
+    print_report(ctx.console, "RIT-D", report)
+    if not rows:
+        raise UserError("data.source teacher: the teacher produced no usable trace; see data/teacher_report.json")
+    return rows
+
+
+def load_rows(ctx) -> tuple[list[dict], str]:
+    r = ctx.recipe
+    if r.data.source == "teacher":
+        return from_teacher(ctx), f"teacher {r.teacher.model}"
+    if r.data.source in ("star1", "stair_sft"):
+        from .sources import load_source
+
+        log = lambda m: ctx.console.print(m, markup=False)  # noqa: E731
+        rows = load_source(r.data.source, r.data.path, where="data.path", log=log)
+        return balanced_limit(rows, r.data.limit, r.data.kinds, r.seed), r.data.path or r.data.source
+    path = r.data.path if r.data.source == "file" else STARTER_DIR / "rit_d.jsonl"
+    return balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed), str(path)
 
 
 def run(ctx) -> None:
     r = ctx.recipe
-    path = r.data.path if r.data.source == "file" else STARTER_DIR / "rit_d.jsonl"
-    rows = balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed)
+    rows, path = load_rows(ctx)
     write_jsonl(ctx.path("data/prompts.jsonl"), [prompt_record(x) for x in rows])
     write_jsonl(ctx.path("data/rit_d.jsonl"), rows)
     counts = Counter(x["kind"] for x in rows)

@@ -10,6 +10,7 @@ and change the model. Writes eval/<arm>/<set>.jsonl, one row per prompt:
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from pathlib import Path
@@ -17,12 +18,13 @@ from pathlib import Path
 from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
 from .judges import judge_reply
+from .models import artifact
 from .records import STARTER_DIR
 
 BUILTIN_SETS = ("harmful", "jailbreak", "benign", "borderline", "general")
 SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}
 OVER_REFUSAL_KINDS = ("benign", "borderline")
-ARM_ADAPTERS = {"rw": "warmup/adapter", "saro": "srpo/adapter"}
+ARM_STAGES = {"rw": "warmup", "saro": "srpo"}  # arm -> the stage whose adapter/model it is
 
 # Reflection markers (Figure 5): the reasoning pauses to re-examine itself.
 REFLECTION_RE = re.compile(
@@ -34,35 +36,16 @@ def eval_set_names(recipe) -> list[str]:
     return list(recipe.eval.sets) + [s["name"] for s in recipe.eval.extra_sets]
 
 
-def load_extra_set(spec: dict) -> list[dict]:
-    """A local CSV/JSON/JSONL file, or a hub dataset id (`path` may be `id:split` / `id:config:split`)."""
-    from .judges import read_table, require_columns
+def load_extra_set(spec: dict, i: int = 0) -> list[dict]:
+    """An extra eval set: a local CSV/TSV/JSON/JSONL/parquet file or a hub id, read as given.
+    `format` names a known dataset (xstest, advbench, harmbench, strongreject, jbb, wildjailbreak, salad,
+    gsm8k, mmlu; see saro_lite/sources.py) whose columns and kinds the kit knows; without it the file
+    needs `prompt_field` and `kind`."""
+    from .sources import load_source
 
-    path = Path(spec["path"]).expanduser()
-    field = spec["prompt_field"]
-    if path.exists():
-        rows = read_table(path)
-        require_columns(path, rows, [field])
-    else:
-        rows = _load_hub(spec["path"], field)
-    return [{"id": f"{spec['name']}-{i}", "prompt": str(r[field]), "kind": spec["kind"],
-             "category": str(r.get("category", r.get("type", ""))), "source": spec["path"]}
-            for i, r in enumerate(rows) if str(r.get(field, "")).strip()]
-
-
-def _load_hub(ref: str, field: str) -> list[dict]:
-    parts = ref.split(":")
-    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), parts[-1] if len(parts) > 1 else "test"
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset(name, config, split=split)
-    except Exception as e:  # offline, gated, unknown id: one clear line
-        raise UserError(f"eval.extra_sets: cannot load '{ref}' from the Hub ({e.__class__.__name__}); download it "
-                        f"(`huggingface-cli download --repo-type dataset {name}`) or give a local CSV/JSONL path") from None
-    if field not in ds.column_names:
-        raise UserError(f"eval.extra_sets: '{ref}' has no column '{field}' (columns: {', '.join(ds.column_names)})")
-    return list(ds)
+    return load_source(spec.get("format", "file"), spec.get("path"), split=spec.get("split"),
+                       config=spec.get("config"), limit=spec.get("limit"), prompt_field=spec.get("prompt_field"),
+                       kind=spec.get("kind"), id_prefix=spec["name"], where=f"eval.extra_sets[{i}]")
 
 
 def load_eval_sets(recipe) -> dict[str, list[dict]]:
@@ -72,11 +55,8 @@ def load_eval_sets(recipe) -> dict[str, list[dict]]:
             raise UserError(f"eval.sets: unknown set '{name}' (built in: {', '.join(BUILTIN_SETS)}; "
                             f"add your own with eval.extra_sets)")
         sets[name] = read_jsonl(STARTER_DIR / f"eval_{name}.jsonl")
-    for spec in recipe.eval.extra_sets:
-        rows = load_extra_set(spec)
-        if spec.get("limit"):
-            rows = rows[: int(spec["limit"])]
-        sets[spec["name"]] = rows
+    for i, spec in enumerate(recipe.eval.extra_sets):
+        sets[spec["name"]] = load_extra_set(spec, i)
     limit = recipe.eval.limit_per_set
     if limit:
         rng = random.Random(recipe.seed)
@@ -153,7 +133,10 @@ def _mean(xs) -> float | None:
 
 
 def arm_metrics(rows_by_set: dict[str, list[dict]]) -> dict:
-    """The report's per-arm metrics (architecture.md names), plus n per set."""
+    """The report's per-arm metrics (architecture.md names) from the built-in sets, plus n per set.
+    Extra sets are reported per set and kind (report.per_set), not mixed into these."""
+    n_all = {name: len(rows) for name, rows in rows_by_set.items()}
+    rows_by_set = {k: v for k, v in rows_by_set.items() if k in BUILTIN_SETS}
     m: dict = {}
     for set_name, key in SAFETY_SETS.items():
         if set_name in rows_by_set:
@@ -167,43 +150,56 @@ def arm_metrics(rows_by_set: dict[str, list[dict]]) -> dict:
     m["avg_reasoning_tokens"] = _mean(r["reasoning_tokens"] for r in every)
     m["avg_answer_tokens"] = _mean(r["answer_tokens"] for r in every)
     m["reflection_rate"] = _mean(r["reflection"] for r in every)
-    m["n"] = {name: len(rows) for name, rows in rows_by_set.items()}
+    m["n"] = n_all
     return m
 
 
 # ------------------------------------------------------------------------------------------
 # Stage
 # ------------------------------------------------------------------------------------------
-def load_arms(ctx, arms: list[str]):
-    """One base, every adapter loaded under its arm's name."""
-    from peft import PeftModel
+class Arms:
+    """Models for the arms. LoRA: ONE base with every adapter loaded under its arm's name, switched
+    per arm (`base` = adapters disabled). Full fine-tuning: each arm is its own model, loaded in turn."""
 
-    from .models import load_model
+    def __init__(self, ctx, arms: list[str]):
+        for a in arms:
+            if a != "base" and a not in ARM_STAGES:
+                raise UserError(f"eval.arms: unknown arm '{a}' (known: base, {', '.join(ARM_STAGES)})")
+        self.ctx, self.arms = ctx, arms
+        self.lora = ctx.recipe.model.finetune == "lora"
+        self.model = None
 
-    base = load_model(ctx.recipe, ctx.model_path)
-    adapters = [a for a in arms if a != "base"]
-    for a in adapters:
-        if a not in ARM_ADAPTERS:
-            raise UserError(f"eval.arms: unknown arm '{a}' (known: base, {', '.join(ARM_ADAPTERS)})")
-    if not adapters:
-        return base
-    model = None
-    for a in adapters:
-        path = ctx.path(ARM_ADAPTERS[a])
-        if model is None:
-            model = PeftModel.from_pretrained(base, str(path), adapter_name=a)
+    def path(self, arm: str) -> str:
+        return str(self.ctx.path(artifact(self.ctx.recipe, ARM_STAGES[arm])))
+
+    @contextlib.contextmanager
+    def use(self, arm: str):
+        from .models import load_model
+
+        r = self.ctx.recipe
+        if not self.lora:
+            model = load_model(r, self.ctx.model_path if arm == "base" else self.path(arm))
+            try:
+                yield model
+            finally:
+                del model
+            return
+        if self.model is None:
+            self.model = load_model(r, self.ctx.model_path)
+            adapters = [a for a in self.arms if a != "base"]
+            if adapters:
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, self.path(adapters[0]), adapter_name=adapters[0])
+                for a in adapters[1:]:
+                    self.model.load_adapter(self.path(a), adapter_name=a)
+        if arm == "base":
+            ctxm = self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
+            with ctxm:
+                yield self.model
         else:
-            model.load_adapter(str(path), adapter_name=a)
-    return model
-
-
-def arm_context(model, arm: str):
-    import contextlib
-
-    if arm == "base":
-        return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    model.set_adapter(arm)
-    return contextlib.nullcontext()
+            self.model.set_adapter(arm)
+            yield self.model
 
 
 def run(ctx) -> None:
@@ -215,19 +211,20 @@ def run(ctx) -> None:
     tok = ctx.tokenizer()
     renderer = ctx.renderer()
     sets = load_eval_sets(r)
-    model = load_arms(ctx, r.eval.arms)
+    arms = Arms(ctx, r.eval.arms)
     total = sum(len(v) for v in sets.values()) * len(r.eval.arms)
     with Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=ctx.console) as progress:
         task = progress.add_task("", total=total)
         for arm in r.eval.arms:
-            for name, rows in sets.items():
-                progress.update(task, description=f"{arm}/{name}")
-                with arm_context(model, arm):
+            with arms.use(arm) as model:
+                for name, rows in sets.items():
+                    progress.update(task, description=f"{arm}/{name}")
                     gens = generate(model, tok, [renderer.prompt(x["prompt"]) for x in rows], r.eval.max_new_tokens,
                                     r.eval.batch_size, r.eval.do_sample, r.eval.temperature, r.seed, progress, task)
-                scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name) for x, g in zip(rows, gens)]
-                write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
+                    scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
+                              for x, g in zip(rows, gens)]
+                    write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
     for arm in r.eval.arms:
         m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets})
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()

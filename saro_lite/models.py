@@ -45,12 +45,15 @@ class Renderer:
     system_prompt: str | None = None
     open_tag: str = "<think>"
     close_tag: str = "</think>"
+    content_prefix: str = ""  # what the template writes before assistant content (Mistral: a space)
+    template_kwargs: tuple = ()  # extra chat-template variables, e.g. (("date_string", "26 Jul 2024"),)
 
     def prompt(self, user: str) -> str:
         messages = [{"role": "user", "content": user}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  **dict(self.template_kwargs))
         return strip_auto_bos(self.tokenizer, text)
 
     def reasoning(self, steps: Iterable[str]) -> str:
@@ -58,12 +61,13 @@ class Renderer:
 
     def response(self, steps: Iterable[str], answer: str) -> str:
         """A whole assistant turn, ending exactly at the end-of-turn token."""
-        return f"{self.open_tag}\n{self.reasoning(steps)}\n{self.close_tag}\n\n{answer.strip()}{self.end_of_turn}"
+        return (f"{self.content_prefix}{self.open_tag}\n{self.reasoning(steps)}\n{self.close_tag}\n\n"
+                f"{answer.strip()}{self.end_of_turn}")
 
     def pp_prompt(self, user: str, prefix: list[str]) -> str:
         """Process-level pairs: the shared prefix goes into the prompt, after the generation prompt
         and the opening reasoning tag, so the two continuations differ from step k on."""
-        return f"{self.prompt(user)}{self.open_tag}\n{self.reasoning(prefix)}\n\n"
+        return f"{self.prompt(user)}{self.content_prefix}{self.open_tag}\n{self.reasoning(prefix)}\n\n"
 
     def pp_continuation(self, steps: list[str], answer: str) -> str:
         return f"{self.reasoning(steps)}\n{self.close_tag}\n\n{answer.strip()}{self.end_of_turn}"
@@ -71,7 +75,8 @@ class Renderer:
     def parse(self, text: str) -> tuple[list[str], str]:
         """Generated or teacher text -> (reasoning steps, final answer). Inverse of `response`."""
         text = text.replace(self.end_of_turn, "") if self.end_of_turn else text
-        return parse_reasoning(text, self.open_tag, self.close_tag)
+        steps, answer = parse_reasoning(text, self.open_tag, self.close_tag)
+        return steps, answer
 
 
 def parse_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> tuple[list[str], str]:
@@ -100,11 +105,26 @@ def strip_auto_bos(tokenizer, text: str) -> str:
     return text
 
 
-def detect_end_of_turn(tokenizer) -> str:
+def detect_assistant_prefix(tokenizer, **template_kwargs) -> str:
+    """Whitespace the template writes between the generation prompt and the assistant content
+    (Mistral v0.3 writes "[/INST] " + content); "" for most templates."""
+    marker = "QZXJ"
+    user = [{"role": "user", "content": "hi"}]
+    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True, **template_kwargs)
+    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": marker}], tokenize=False,
+                                         **template_kwargs)
+    if full.startswith(prompt):
+        between = full[len(prompt):full.find(marker, len(prompt))]
+        if between and not between.strip():
+            return between
+    return ""
+
+
+def detect_end_of_turn(tokenizer, **template_kwargs) -> str:
     """The special token the chat template writes right after an assistant message."""
     marker = "QZXJ"
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, **template_kwargs)
     tail = text[text.rindex(marker) + len(marker):]
     specials = set(getattr(tokenizer, "all_special_tokens", [])) | set(tokenizer.get_added_vocab())
     for tok in sorted(specials, key=len, reverse=True):
@@ -116,12 +136,15 @@ def detect_end_of_turn(tokenizer) -> str:
 
 
 def make_renderer(recipe: Recipe, tokenizer) -> Renderer:
+    kwargs = dict(recipe.model.chat_template_kwargs)
     return Renderer(
         tokenizer=tokenizer,
         end_of_turn=tokenizer.eos_token,  # load_tokenizer sets eos_token to the end-of-turn token
         system_prompt=recipe.model.system_prompt,
         open_tag=recipe.model.reasoning_open,
         close_tag=recipe.model.reasoning_close,
+        content_prefix=detect_assistant_prefix(tokenizer, **kwargs),
+        template_kwargs=tuple(sorted(kwargs.items())),
     )
 
 
@@ -190,7 +213,7 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
     import dataclasses
 
     texts = tiny_corpus()
-    key = fingerprint({"spec": dataclasses.asdict(recipe.model.tiny), "corpus": fingerprint(texts), "v": 1})
+    key = fingerprint({"spec": dataclasses.asdict(recipe.model.tiny), "corpus": fingerprint(texts), "v": 2})
     path = cache_dir(recipe) / "models" / f"tiny-{key}"
     if (path / "config.json").exists() and (path / "tokenizer.json").exists():
         return path
@@ -198,6 +221,16 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
     try:
         build_tiny(tmp, recipe.model.tiny, texts)
+        if recipe.model.tiny.pretrain_steps:
+            from .toy import pretrain_base
+
+            if console:
+                console.print(f"pretraining the tiny base: {recipe.model.tiny.pretrain_steps} steps of full "
+                              f"fine-tuning on generic chat (cached after the first run)")
+            info = pretrain_base(tmp, recipe.model.tiny, recipe.model.tiny.seed)
+            if console:
+                console.print(f"tiny base: loss {info['first_loss']:.2f} -> {info['last_loss']:.2f} "
+                              f"in {info['seconds']:.0f} s")
         if console:
             console.print(f"built the tiny model in {path}")
         try:
@@ -245,13 +278,13 @@ def load_tokenizer(recipe: Recipe, path: str):
         tok.chat_template = Path(ct).read_text(encoding="utf-8") if ct.endswith(".jinja") else ct
     if not tok.chat_template:
         raise UserError(f"model.name_or_path: '{path}' has no chat template; set model.chat_template")
-    eot = recipe.model.end_of_turn or detect_end_of_turn(tok)
+    eot = recipe.model.end_of_turn or detect_end_of_turn(tok, **recipe.model.chat_template_kwargs)
     if eot not in tok.get_vocab():
         raise UserError(f"model.end_of_turn: {eot!r} is not a token of this tokenizer")
     tok.eos_token = eot  # TRL appends eos_token unless the text ends with it; generation stops on it
     if tok.pad_token is None or tok.pad_token == eot:
         # pad == end-of-turn would hide the end-of-turn token from the loss on some collators
-        tok.pad_token = next((t for t in ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<unk>")
+        tok.pad_token = next((t for t in ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<|end_of_text|>", "<unk>")
                               if t in tok.get_vocab()), tok.pad_token or eot)
     return tok
 
@@ -293,6 +326,11 @@ def load_model(recipe: Recipe, path: str):
         raise _hub_error(path, e) from None
     torch.manual_seed(recipe.seed)
     return model
+
+
+def artifact(recipe: Recipe, stage: str) -> str:
+    """Where a training stage keeps its result: a PEFT adapter (lora) or a whole model (full)."""
+    return f"{stage}/adapter" if recipe.model.finetune == "lora" else f"{stage}/model"
 
 
 def lora_config(recipe: Recipe):

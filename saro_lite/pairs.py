@@ -39,7 +39,8 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
     if n_val < 8:
         if len(rows) < 16:
             raise UserError(f"pairs: only {len(rows)} pairs; reward tracking needs at least 8 held-out pairs "
-                            f"and as many to train on (16 in all)")
+                            f"and as many to train on (16 in all). On the self path, raise pairs.k or "
+                            f"pairs.max_new_tokens, or use more prompts (data.limit)")
         n_val = 8
     rng = random.Random(seed)
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -83,17 +84,85 @@ def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict
     return {**pct, "truncated": truncated, "dropped": dropped}
 
 
+def pairs_from_teacher(ctx) -> tuple[list[dict], list[dict]]:
+    """The teacher writes OP-COT over the starter OP-COT prompts and PP-COT over the PP-COT prompts
+    (or, with data.prompts_path, over those prompts), limited by pairs.op_limit / pp_limit."""
+    from .fileio import write_json
+    from .records import prompt_record
+    from .synth import synthesize_op_cot, synthesize_pp_cot
+    from .teaching import fallback_client, policy_text, print_report, teacher_cache, teacher_client
+
+    r = ctx.recipe
+    kinds = r.data.kinds
+    if r.data.prompts_path:
+        from .data import teacher_prompts
+
+        op_prompts = pp_prompts = teacher_prompts(r)
+    else:
+        op_prompts = [prompt_record(x) for x in load_op(STARTER_DIR / "op_cot.jsonl")]
+        pp_prompts = [prompt_record(x) for x in load_pp(STARTER_DIR / "pp_cot.jsonl")]
+    client, cache, policy = teacher_client(r), teacher_cache(r), policy_text(r)
+    fallback = fallback_client(r, ctx.model_path)
+    common = dict(malformed_retries=r.teacher.malformed_retries, judge_filter=r.teacher.judge_filter,
+                  fallback_client=fallback, console=ctx.console)
+    op, pp, reports = [], [], {}
+    if r.pairs.use_op:
+        op, reports["op_cot"] = synthesize_op_cot(balanced_limit(op_prompts, r.pairs.op_limit, kinds, r.seed),
+                                                  client, cache, policy, r.teacher.samples, **common)
+        print_report(ctx.console, "OP-COT", reports["op_cot"])
+    if r.pairs.use_pp:
+        pp, reports["pp_cot"] = synthesize_pp_cot(balanced_limit(pp_prompts, r.pairs.pp_limit, kinds, r.seed),
+                                                  client, cache, policy, r.teacher.samples, seed=r.seed, **common)
+        print_report(ctx.console, "PP-COT", reports["pp_cot"])
+    write_json(ctx.path("data/teacher_pairs_report.json"), reports)
+    return op, pp
+
+
+def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
+    """Self path: k samples per prompt from the RW model, judged; OP-COT = shortest passing vs a failing
+    sample (Shortest Rejection Sampling), PP-COT = a failing trace cut at step k and continued with and
+    without a reflection cue. Samples (unsafe model output) stay in the run folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .evaluate import Arms
+    from .fileio import read_jsonl, write_json
+    from .selfpath import run_self_pairs
+
+    r, p = ctx.recipe, ctx.recipe.pairs
+    prompts = read_jsonl(ctx.path("data/prompts.jsonl"))
+    with Progress(TextColumn("[bold]self path[/] sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=ctx.console) as progress:
+        task = progress.add_task("", total=len(prompts) * p.k)
+        with Arms(ctx, ["rw"]).use("rw") as model:
+            op, pp, report = run_self_pairs(model, ctx.tokenizer(), ctx.renderer(), prompts, k=p.k,
+                                            max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
+                                            temperature=p.temperature, seed=r.seed, reflection_cue=p.reflection_cue,
+                                            use_op=p.use_op, use_pp=p.use_pp, strict=p.strict, progress=progress,
+                                            task=task)
+    write_json(ctx.path("data/self_report.json"), report)
+    srs = report.get("srs", {})
+    ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample; "
+                      f"Shortest Rejection Sampling saves {srs.get('tokens_saved')} tokens per selected sample "
+                      f"vs the mean accepted ({srs.get('saved_share')}); {len(op)} OP-COT, {len(pp)} PP-COT pairs")
+    return op, pp
+
+
 def run(ctx) -> None:
     r = ctx.recipe
     kinds = r.data.kinds
-    if r.pairs.source == "file":
+    if r.pairs.source == "teacher":
+        op, pp = pairs_from_teacher(ctx)
+    elif r.pairs.source == "self":
+        op, pp = pairs_from_self(ctx)
+    elif r.pairs.source == "file":
         op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
         pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
     else:
         op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
         pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
-    op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
-    pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    if r.pairs.source != "teacher":  # the teacher path limits its prompts before synthesis
+        op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
+        pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
     write_jsonl(ctx.path("data/op_cot.jsonl"), op)
     write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
     rows = render_pairs(ctx.renderer(), op, pp)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
+from .models import artifact
 from .fileio import atomic_write_text, write_json
-from .recipe import Recipe, fingerprint, run_dir, select, to_yaml
+from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 
 def quiet_libraries() -> None:
     """Keep the terminal for the kit's own progress: no per-map progress bars from datasets, no
@@ -59,20 +60,20 @@ class Stage:
 MODEL_KEYS = ["model"]
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("data", "saro_lite.data", [],
-          lambda r: ["seed", "data"],
+          lambda r: ["seed", "data"] + (TEACHER_DATA_KEYS if r.data.source == "teacher" else []),
           lambda r: ["data/prompts.jsonl", "data/rit_d.jsonl"],
           "prompts and RIT-D reasoning traces"),
     Stage("warmup", "saro_lite.warmup", ["data"],
           lambda r: ["seed", "model", "warmup"],
-          lambda r: ["warmup/adapter", "warmup/metrics.jsonl"],
+          lambda r: [artifact(r, "warmup"), "warmup/metrics.jsonl"],
           "Reasoning-style Warmup: SFT on RIT-D"),
     Stage("pairs", "saro_lite.pairs", ["data"],
-          lambda r: ["seed", "pairs", "model"],
+          lambda r: ["seed", "pairs", "model"] + (TEACHER_DATA_KEYS if r.pairs.source == "teacher" else []),
           lambda r: ["data/op_cot.jsonl", "data/pp_cot.jsonl", "data/srpo_train.jsonl", "data/srpo_val.jsonl"],
           "OP-COT and PP-COT preference pairs + held-out validation pairs"),
     Stage("srpo", "saro_lite.srpo", ["warmup", "pairs"],
           lambda r: ["seed", "model", "srpo"],
-          lambda r: ["srpo/adapter", "srpo/metrics.jsonl"],
+          lambda r: [artifact(r, "srpo"), "srpo/metrics.jsonl"],
           "SRPO: DPO from the RW model with the RW model as reference"),
     Stage("eval", "saro_lite.evaluate", ["srpo"],
           lambda r: ["seed", "model", "eval"],
@@ -129,13 +130,18 @@ class Pipeline:
         self.state_dir = self.run_dir / ".stages"
 
     # fingerprints -------------------------------------------------------------------------
+    def needs(self, name: str) -> list[str]:
+        """Stages whose outputs this one reads (the self path samples pairs from the RW model)."""
+        extra = ["warmup"] if name == "pairs" and self.recipe.pairs.source == "self" else []
+        return STAGES[name].needs + extra
+
     def settings(self, name: str) -> dict:
         return select(self.recipe, STAGES[name].reads(self.recipe))
 
     def expected_fingerprint(self, name: str) -> str:
         stage = STAGES[name]
         return fingerprint({"settings": self.settings(name),
-                            "upstream": {u: self.expected_fingerprint(u) for u in stage.needs}})
+                            "upstream": {u: self.expected_fingerprint(u) for u in self.needs(stage.name)}})
 
     def state(self, name: str) -> dict | None:
         import json
@@ -162,7 +168,7 @@ class Pipeline:
     def check_needs(self, selected: list[str]) -> None:
         """Fail before any work when a selected stage builds on a missing, unselected stage."""
         for name in selected:
-            for up in STAGES[name].needs:
+            for up in self.needs(name):
                 if up in selected:
                     continue
                 if not self.has_outputs(up):
@@ -202,7 +208,7 @@ class Pipeline:
         seconds = round(time.time() - t0, 2)
         write_json(marker, {"stage": name, "fingerprint": self.expected_fingerprint(name),
                             "settings": self.settings(name),
-                            "upstream": {u: self.expected_fingerprint(u) for u in stage.needs},
+                            "upstream": {u: self.expected_fingerprint(u) for u in self.needs(stage.name)},
                             "outputs": stage.outputs(self.recipe), "seconds": seconds,
                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.console.print(f"stage {name}: done in {seconds:.1f} s")

@@ -50,6 +50,11 @@ class TinyModel:
     num_key_value_heads: int = _f(2, min=1)
     max_position_embeddings: int = _f(1024, min=64)
     seed: int = 0
+    # The toy world (saro_lite/toy.py): a short full fine-tune that makes the random tiny model an
+    # unaligned assistant which helps with everything. 0 = keep the random weights.
+    pretrain_steps: int = _f(0, min=0)
+    pretrain_batch_size: int = _f(16, min=1)
+    pretrain_lr: float = _f(2e-3, gt=0.0)
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Model:
     attn_implementation: str | None = None
     chat_template: str | None = None  # a .jinja path or inline template; default: the model's own
     system_prompt: str | None = None  # null: no system turn (some templates insert their own)
+    chat_template_kwargs: dict = _f({})  # extra template variables, e.g. {date_string: "26 Jul 2024"}
     end_of_turn: str | None = None  # null: detected from the chat template
     reasoning_open: str = "<think>"
     reasoning_close: str = "</think>"
@@ -90,10 +96,16 @@ class Model:
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
+RIT_D_DATASETS = ("star1", "stair_sft")  # = saro_lite.sources.RIT_D_SOURCES (a test keeps them equal)
+
+
 @dataclass
 class Data:
-    source: str = _f("starter", choices=("starter", "file"))
-    path: str | None = None  # with source=file: a RIT-D JSONL file in the kit's format
+    # starter: the shipped pack; teacher: synthesized by the `teacher` section over the starter prompts
+    # (or data.prompts_path); file: a RIT-D JSONL of your own; star1 / stair_sft: those datasets
+    source: str = _f("starter", choices=("starter", "teacher", "file") + RIT_D_DATASETS)
+    path: str | None = None  # file: a RIT-D JSONL; star1/stair_sft: a local copy (null = the Hub)
+    prompts_path: str | None = None  # teacher: a JSONL of prompt records {id, prompt, kind, ...}
     limit: int | None = _f(None, min=4)  # prompts in total, spread evenly over the kinds
     kinds: list = _f(list(KINDS))
 
@@ -136,8 +148,40 @@ class Srpo(Train):
 
 
 @dataclass
+class Teacher:
+    """A teacher model that writes RIT-D traces and preference pairs (saro_lite/teacher.py, synth.py)."""
+
+    backend: str = _f("none", choices=("none", "openai", "hf"))
+    base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
+    model: str | None = None  # the served model name (openai) or a hub id / local folder (hf)
+    api_key_env: str | None = None  # the NAME of the environment variable holding the key (never the key)
+    temperature: float = _f(0.7, min=0.0)
+    max_tokens: int = _f(1024, min=16)
+    concurrency: int = _f(4, min=1)
+    max_attempts: int = _f(8, min=1)
+    timeout: float = _f(120.0, gt=0.0)
+    backoff_base: float = _f(1.0, min=0.0)
+    backoff_cap: float = _f(60.0, min=0.0)
+    price_per_1k_tokens: float | None = _f(None, min=0.0)
+    stop_on_failure: bool = False
+    samples: int = _f(1, min=1)
+    malformed_retries: int = _f(2, min=0, max=99)
+    refusal_fallback: str = _f("placeholder", choices=("placeholder", "base_model"))
+    judge_filter: bool = False
+    policy_path: str | None = None
+
+
+# The teacher settings that change the data (the others only change how it is fetched).
+TEACHER_DATA_KEYS = ["teacher.backend", "teacher.model", "teacher.temperature", "teacher.max_tokens",
+                     "teacher.samples", "teacher.malformed_retries", "teacher.refusal_fallback",
+                     "teacher.judge_filter", "teacher.policy_path"]
+
+
+@dataclass
 class Pairs:
-    source: str = _f("starter", choices=("starter", "file"))
+    # starter: the shipped pack; teacher: written by the `teacher`; file: your own OP/PP JSONL files;
+    # self: sampled from the RW model and judged (saro_lite/selfpath.py), no teacher needed
+    source: str = _f("starter", choices=("starter", "teacher", "file", "self"))
     op_path: str | None = None  # with source=file: OP-COT / PP-COT JSONL files in the kit's format
     pp_path: str | None = None
     use_op: bool = True
@@ -145,6 +189,13 @@ class Pairs:
     op_limit: int | None = _f(None, min=1)
     pp_limit: int | None = _f(None, min=1)
     val_size: int = _f(32, min=8)  # held-out pairs for reward tracking (Figure 4)
+    # self path: k samples per prompt from the RW model, Shortest Rejection Sampling picks the chosen side
+    k: int = _f(4, min=2)
+    temperature: float = _f(0.7, gt=0.0)
+    max_new_tokens: int = _f(512, min=8)
+    batch_size: int = _f(8, min=1)
+    reflection_cue: str = "Wait — let me check this against the safety policy before going on."
+    strict: bool = False  # partial refusals of harmful prompts do not pass
 
 
 @dataclass
@@ -172,6 +223,7 @@ class Recipe:
     seed: int = 0
     model: Model = field(default_factory=Model)
     data: Data = field(default_factory=Data)
+    teacher: Teacher = field(default_factory=Teacher)
     warmup: Warmup = field(default_factory=Warmup)
     pairs: Pairs = field(default_factory=Pairs)
     srpo: Srpo = field(default_factory=Srpo)
@@ -304,6 +356,12 @@ def _cross_checks(r: Recipe, where: str) -> None:
             raise UserError(f"{where}: data.kinds: unknown kind {kind!r} (expected some of {', '.join(KINDS)})")
     if r.data.source == "file" and not r.data.path:
         raise UserError(f"{where}: data.path: required when data.source is 'file'")
+    if (r.data.source == "teacher" or r.pairs.source == "teacher") and r.teacher.backend == "openai" \
+            and not r.teacher.base_url:
+        raise UserError(f"{where}: teacher.base_url: required for the openai backend (e.g. http://localhost:8000/v1)")
+    if (r.data.source == "teacher" or r.pairs.source == "teacher") and r.teacher.backend != "none" \
+            and not r.teacher.model:
+        raise UserError(f"{where}: teacher.model: required when a stage uses the teacher")
     if r.pairs.source == "file" and not (r.pairs.op_path or r.pairs.pp_path):
         raise UserError(f"{where}: pairs.op_path: required (or pairs.pp_path) when pairs.source is 'file'")
     if not r.pairs.use_op and not r.pairs.use_pp:
@@ -318,9 +376,22 @@ def _cross_checks(r: Recipe, where: str) -> None:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
     if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
-    for s in r.eval.extra_sets:
-        if not isinstance(s, dict) or not {"name", "path", "prompt_field", "kind"} <= set(s):
-            raise UserError(f"{where}: eval.extra_sets: each entry needs name, path, prompt_field, kind; got {s!r}")
+    allowed = {"name", "path", "prompt_field", "kind", "limit", "format", "split", "config"}
+    for i, s in enumerate(r.eval.extra_sets):
+        key = f"eval.extra_sets[{i}]"
+        if not isinstance(s, dict) or "name" not in s:
+            raise UserError(f"{where}: {key}: each entry is a mapping with at least a name; got {s!r}")
+        unknown = sorted(set(s) - allowed)
+        if unknown:
+            raise UserError(f"{where}: {key}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        if s.get("format", "file") == "file":
+            missing = [k for k in ("path", "prompt_field", "kind") if not s.get(k)]
+            if missing:
+                raise UserError(f"{where}: {key}: a plain file needs {', '.join(missing)} (or a known `format`)")
+        if s.get("kind") is not None and s["kind"] not in KINDS + ("general",):
+            raise UserError(f"{where}: {key}.kind: expected one of {', '.join(KINDS + ('general',))}, got {s['kind']!r}")
+        if s["name"] in ("harmful", "jailbreak", "benign", "borderline", "general"):
+            raise UserError(f"{where}: {key}.name: '{s['name']}' is a built-in set; choose another name")
 
 
 def from_dict(data: dict, where: str = "<recipe>") -> Recipe:

@@ -37,12 +37,22 @@ def collect(run_dir: Path, recipe) -> dict:
 
         s = json.loads(summary.read_text())
         report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
-    per_set = {arm: {name: {"n": len(rs), "refused": sum(r["refused"] for r in rs) / len(rs) if rs else None,
-                            **({"accuracy": sum(r["correct"] for r in rs) / len(rs)} if rs and "correct" in rs[0]
-                               else {})}
-                     for name, rs in by_set.items()} for arm, by_set in rows.items()}
+    per_set = {arm: {name: set_summary(rs) for name, rs in by_set.items()} for arm, by_set in rows.items()}
     report["per_set"] = per_set
     return report, rows
+
+
+def set_summary(rows: list[dict]) -> dict:
+    """n, share refused (overall and per kind: extra sets such as XSTest mix kinds), accuracy."""
+    out: dict = {"n": len(rows), "refused": sum(r["refused"] for r in rows) / len(rows) if rows else None}
+    kinds = sorted({r["kind"] for r in rows})
+    if len(kinds) > 1:
+        out["refused_by_kind"] = {k: sum(r["refused"] for r in rows if r["kind"] == k) /
+                                  sum(r["kind"] == k for r in rows) for k in kinds}
+    graded = [r for r in rows if "correct" in r]
+    if graded:
+        out["accuracy"] = sum(r["correct"] for r in graded) / len(graded)
+    return out
 
 
 def plot_tokens(report: dict, path: Path) -> Path:
@@ -95,7 +105,10 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
     for arm, by_set in report["per_set"].items():
         for name, v in by_set.items():
-            lines.append(f"| {arm} | {name} | {v['n']} | {fmt(v['refused'])} | {fmt(v.get('accuracy'))} |")
+            refused = fmt(v["refused"])
+            if "refused_by_kind" in v:
+                refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
+            lines.append(f"| {arm} | {name} | {v['n']} | {refused} | {fmt(v.get('accuracy'))} |")
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     n = recipe.report.samples_per_arm

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 
 from .fileio import read_jsonl, write_json
-from .models import load_model, prepare_for_qlora
+from .models import artifact, load_model, prepare_for_qlora
 from .tracking import RewardTracker, plot_reward_tracking
 from .training import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
                        start_checkpoint_dir, trainer_args, trim_metrics)
@@ -61,10 +61,17 @@ def run(ctx) -> None:
     if resume:
         ctx.console.print(f"resuming srpo from {resume}")
 
-    base = load_model(r, ctx.model_path)
-    if getattr(base, "is_loaded_in_4bit", False):
-        prepare_for_qlora(base, r.srpo.gradient_checkpointing)
-    policy = PeftModel.from_pretrained(base, str(ctx.path("warmup/adapter")), is_trainable=True)
+    rw_dir = str(ctx.path(artifact(r, "warmup")))
+    ref_model = None
+    if r.model.finetune == "lora":
+        base = load_model(r, ctx.model_path)
+        if getattr(base, "is_loaded_in_4bit", False):
+            prepare_for_qlora(base, r.srpo.gradient_checkpointing)
+        policy = PeftModel.from_pretrained(base, rw_dir, is_trainable=True)
+    else:  # full fine-tuning: the reference is a second, frozen copy of the RW model
+        policy = load_model(r, rw_dir)
+        ref_model = load_model(r, rw_dir).eval()
+        ref_model.requires_grad_(False)
 
     args = DPOConfig(**trainer_args(r, r.srpo, ckpt_dir), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),
                      precompute_ref_log_probs=r.srpo.precompute_ref_log_probs, truncation_mode="keep_start",
@@ -73,17 +80,22 @@ def run(ctx) -> None:
     callbacks = [logger]
     tracker = None
     if r.srpo.track_every > 0:
-        tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console)
+        tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console,
+                                ref_model=ref_model)
         callbacks.append(tracker.callback(r.srpo.track_every, resumed=resume is not None))
-    trainer = DPOTrainer(model=policy, ref_model=None, args=args, train_dataset=dpo_dataset(train_rows),
+    trainer = DPOTrainer(model=policy, ref_model=ref_model, args=args, train_dataset=dpo_dataset(train_rows),
                          processing_class=tok, callbacks=callbacks)
-    reset_policy_to_reference(trainer.model)
+    if ref_model is None:
+        reset_policy_to_reference(trainer.model)
     quiet_trainer(trainer, make_progress(ctx.console, "srpo (DPO)"))
     trainer.train(resume_from_checkpoint=resume)
 
-    out = ctx.path("srpo/adapter")
+    out = ctx.path(artifact(r, "srpo"))
     shutil.rmtree(out, ignore_errors=True)
-    trainer.model.save_pretrained(str(out), selected_adapters=["default"])
+    if ref_model is None:
+        trainer.model.save_pretrained(str(out), selected_adapters=["default"])
+    else:
+        trainer.model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     summary = {**logger.summary, **cuda_memory(), "train_pairs": len(train_rows), "val_pairs": len(val_rows)}
     if tracker:

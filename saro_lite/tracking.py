@@ -110,7 +110,7 @@ class RewardTracker:
     """Scores the validation pairs at step 0, every `every` steps, and on the final weights."""
 
     def __init__(self, tokenizer, rows: list[dict], beta: float, batch_size: int, metrics_path: Path, console,
-                 fused: bool = True):
+                 fused: bool = True, ref_model=None):
         pairs = encode_pairs(tokenizer, rows)
         self.chosen = [c for c, _ in pairs]
         self.rejected = [r for _, r in pairs]
@@ -118,6 +118,7 @@ class RewardTracker:
         self.beta, self.batch_size, self.fused = beta, batch_size, fused
         self.metrics_path, self.console = metrics_path, console
         self.ref: tuple[list[float], list[float]] | None = None
+        self.ref_model = ref_model  # full fine-tuning: a separate frozen RW model; LoRA: the `ref` adapter
         self.rows: list[dict] = []
 
     def _logps(self, model) -> tuple[list[float], list[float]]:
@@ -126,6 +127,9 @@ class RewardTracker:
 
     def compute_reference(self, model) -> None:
         """Once: the frozen RW model (TRL's `ref` adapter) on every validation response."""
+        if self.ref_model is not None:
+            self.ref = self._logps(self.ref_model)
+            return
         from trl.trainer.utils import use_adapter
 
         with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):

@@ -3,7 +3,8 @@
 Each record becomes a prompt/completion pair of strings rendered by models.Renderer (the prompt
 through the model's chat template, the completion = <think>steps</think> answer + end-of-turn), so
 TRL switches on completion-only loss by itself and no template needs {% generation %} markers.
-Writes warmup/adapter (PEFT) and warmup/metrics.jsonl (TRL's keys per logged step).
+Writes warmup/adapter (PEFT; warmup/model with `model.finetune: full`) and warmup/metrics.jsonl
+(TRL's keys per logged step).
 
     python -m saro_lite.warmup --recipe recipes/tiny-cpu.yaml
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import shutil
 
 from .fileio import read_jsonl, write_json
-from .models import cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+from .models import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
 from .training import (cuda_memory, make_metrics_logger, make_progress, quiet_trainer, start_checkpoint_dir,
                        checkpoint_step, trim_metrics, trainer_args)
 
@@ -57,7 +58,7 @@ def run(ctx) -> None:
     cast_trainable_to_fp32(trainer.model)
     trainer.train(resume_from_checkpoint=resume)
 
-    out = ctx.path("warmup/adapter")
+    out = ctx.path(artifact(r, "warmup"))
     shutil.rmtree(out, ignore_errors=True)
     trainer.save_model(str(out))
     write_json(ctx.path("warmup/summary.json"), {**logger.summary, **cuda_memory(), "records": len(rows)})

@@ -1,0 +1,96 @@
+"""The shipped starter pack: counts, kinds, trace shape, pairs that really differ, no train/eval
+overlap, diversity of the hand-written traces, the content rule's placeholder, manifest hashes."""
+import re
+from collections import Counter
+
+import pytest
+
+from saro_lite.fileio import read_jsonl
+from saro_lite.records import STARTER_DIR, load_op, load_pp, load_rit_d
+from saro_lite.starter_pack import EVAL_FILES, TRAIN_FILES, verify
+
+KINDS = ("harmful", "jailbreak", "benign", "borderline")
+
+
+def norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def distinct_4gram_share(texts) -> float:
+    total, seen = 0, set()
+    for t in texts:
+        words = norm(t).split()
+        grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return {"rit_d": load_rit_d(STARTER_DIR / "rit_d.jsonl"), "op": load_op(STARTER_DIR / "op_cot.jsonl"),
+            "pp": load_pp(STARTER_DIR / "pp_cot.jsonl"),
+            "eval": [r for f in EVAL_FILES for r in read_jsonl(STARTER_DIR / f)]}
+
+
+def test_counts_and_kinds(pack):
+    kinds = Counter(r["kind"] for r in pack["rit_d"])
+    assert all(kinds[k] >= 50 for k in KINDS), kinds
+    assert len(pack["op"]) >= 200 and len(pack["pp"]) >= 150
+    assert {r["kind"] for r in pack["op"]} == set(KINDS) == {r["kind"] for r in pack["pp"]}
+    ev = Counter(r["kind"] for r in pack["eval"])
+    assert len(pack["eval"]) >= 200 and all(ev[k] >= 20 for k in KINDS + ("general",)), ev
+
+
+def test_traces_have_three_or_more_steps_and_cite_the_policy(pack):
+    for r in pack["rit_d"]:
+        assert len(r["reasoning"]) >= 3, r["id"]
+        assert all("\n\n" not in s for s in r["reasoning"]), r["id"]  # steps split on blank lines
+        assert r["answer"].strip()
+    cites = sum(bool(re.search(r"\bP[1-9][a-d]?\b", " ".join(r["reasoning"]))) for r in pack["rit_d"])
+    assert cites / len(pack["rit_d"]) > 0.9
+    for r in pack["pp"]:
+        assert len(r["prefix"]) >= 1 and len(r["prefix"]) + len(r["chosen"]["steps"]) >= 3, r["id"]
+
+
+def test_pairs_really_differ(pack):
+    for r in pack["op"]:
+        assert norm(" ".join(r["chosen"]["reasoning"])) != norm(" ".join(r["rejected"]["reasoning"])), r["id"]
+        assert norm(r["chosen"]["answer"]) != norm(r["rejected"]["answer"]), r["id"]
+    for r in pack["pp"]:
+        assert norm(" ".join(r["chosen"]["steps"])) != norm(" ".join(r["rejected"]["steps"])), r["id"]
+
+
+def test_unsafe_compliance_uses_the_placeholder(pack):
+    """Content rule: compliance to harmful requests only has the shape, specifics are [details omitted]."""
+    unsafe = [r["rejected"]["answer"] for r in pack["op"] + pack["pp"] if r["kind"] in ("harmful", "jailbreak")]
+    assert sum("[details omitted]" in a for a in unsafe) / len(unsafe) > 0.95
+    assert not any("[details omitted]" in r["answer"] for r in pack["rit_d"])
+
+
+def test_no_train_eval_overlap(pack):
+    train = {norm(r["prompt"]) for key in ("rit_d", "op", "pp") for r in pack[key]}
+    overlap = [r["id"] for r in pack["eval"] if norm(r["prompt"]) in train]
+    assert not overlap
+
+
+def test_unique_ids_and_general_answers(pack):
+    for key in ("rit_d", "op", "pp", "eval"):
+        ids = [r["id"] for r in pack[key]]
+        assert len(ids) == len(set(ids)), key
+    general = [r for r in pack["eval"] if r["kind"] == "general"]
+    for r in general:
+        if r["category"] == "mcq":
+            assert r["answer"] in "ABCD" and all(f"{c})" in r["prompt"] for c in "ABCD")
+        else:
+            float(r["answer"])
+
+
+def test_traces_are_hand_written_not_templated(pack):
+    share = distinct_4gram_share(" ".join(r["reasoning"]) for r in pack["rit_d"])
+    assert share > 0.8, share  # a template fill sits far below 0.45
+
+
+def test_manifest_hashes_match():
+    assert verify() == []
+    assert set(TRAIN_FILES) | set(EVAL_FILES) <= {p.name for p in STARTER_DIR.iterdir()}
