@@ -261,7 +261,7 @@ def _hub_error(name: str, err: Exception) -> UserError:
     hint = ("HF_HUB_OFFLINE=1 is set" if offline else "the Hub could not be reached or the model is gated")
     return UserError(
         f"model.name_or_path: cannot load '{name}' ({hint}). Download it once with "
-        f"`huggingface-cli download {name}` (after `huggingface-cli login` for gated models) "
+        f"`hf download {name}` (after `hf auth login` for gated models) "
         f"or point model.name_or_path to a local folder. [{err.__class__.__name__}]")
 
 

@@ -10,9 +10,9 @@ from .evaluate import arm_metrics, eval_set_names
 from .fileio import atomic_write_text, read_jsonl, write_json
 from .judges import JUDGE_DESCRIPTIONS
 
-MAIN_METRICS = [("harmful_asr", "harmful ASR ↓"), ("jailbreak_asr", "jailbreak ASR ↓"),
-                ("over_refusal_rate", "over-refusal ↓"), ("general_accuracy", "general acc. ↑"),
-                ("avg_response_tokens", "tokens"), ("reflection_rate", "reflection")]
+MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
+                ("over_refusal_rate", "over-ref↓"), ("general_accuracy", "gen acc↑"),
+                ("avg_response_tokens", "tokens"), ("reflection_rate", "reflect")]
 
 
 def fmt(v) -> str:
