@@ -73,14 +73,49 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
     console.print(t)
 
 
+def check_model_available(recipe) -> None:
+    """A hub id while offline, and not in the local cache: one clear line, before any work."""
+    import os
+
+    from .models import _hub_error, is_local
+
+    name = recipe.model.name_or_path
+    if name == "tiny" or is_local(name):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if not offline:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+        raise _hub_error(name, FileNotFoundError("not in the local Hugging Face cache"))
+
+
 def check_inputs(recipe) -> None:
-    """The data files a run will read exist and parse (no model is loaded)."""
+    """The data files and model a run will read exist and parse (no model is loaded)."""
     from .records import STARTER_DIR, load_op, load_pp, load_rit_d
 
+    check_model_available(recipe)
     if recipe.data.source == "file":
         load_rit_d(recipe.data.path)
+    elif recipe.data.source == "teacher" and recipe.data.prompts_path:
+        from .fileio import read_jsonl
+
+        read_jsonl(recipe.data.prompts_path, required=("id", "prompt", "kind"))
+    elif recipe.data.source in ("star1", "stair_sft") and recipe.data.path:
+        from pathlib import Path
+
+        if not Path(recipe.data.path).exists() and "/" not in recipe.data.path:
+            raise UserError(f"data.path: {recipe.data.path}: file not found")
     else:
         load_rit_d(STARTER_DIR / "rit_d.jsonl")
+    for i, spec in enumerate(recipe.eval.extra_sets):  # local extra sets: the file and its columns
+        from pathlib import Path
+
+        if spec.get("path") and Path(spec["path"]).expanduser().exists():
+            from .evaluate import load_extra_set
+
+            load_extra_set(spec, i)
     if recipe.pairs.source == "file":
         if recipe.pairs.op_path:
             load_op(recipe.pairs.op_path)

@@ -54,7 +54,7 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
     """Read a JSONL file; user-facing errors name the file, the line and what was expected.
 
     A last line without a newline that does not parse is a torn append from a killed run and is
@@ -67,6 +67,10 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if not text.strip():
+        if allow_empty:
+            return []
+        raise UserError(f"{path}: file is empty")
     required = list(required)
     rows: list[dict] = []
     lines = text.split("\n")

@@ -320,6 +320,10 @@ def load_model(recipe: Recipe, path: str):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=recipe.model.bnb_4bit_quant_type,
             bnb_4bit_use_double_quant=recipe.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute)
+    if recipe.model.trust_remote_code:
+        import warnings
+
+        warnings.warn(f"model.trust_remote_code is true: code shipped with '{path}' will run on this machine")
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:

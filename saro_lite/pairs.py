@@ -75,6 +75,10 @@ def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict
     pct["max"] = max(lengths)
     truncated = sum(n > max_length for n in lengths)
     dropped = sum(p >= max_length for p in prompt_lengths)
+    if dropped * 2 > len(rows):
+        raise UserError(f"srpo.max_length: {max_length} is too small for the prompts: {dropped} of {len(rows)} "
+                        f"pairs have prompts that fill it alone (median prompt "
+                        f"{int(np.median(prompt_lengths))} tokens, longest pair {max(lengths)} tokens)")
     console.print(f"pair lengths in tokens (prompt+response): {pct}; srpo.max_length = {max_length}")
     if truncated:
         console.print(f"[yellow]warning:[/] {truncated}/{len(rows)} pairs exceed srpo.max_length and will be cut "

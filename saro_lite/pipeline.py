@@ -86,6 +86,23 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
 ]}
 
 
+def out_of_memory_advice(stage: str, r: Recipe) -> str:
+    if stage in ("warmup", "srpo"):
+        cfg = getattr(r, stage)
+        return (f"stage {stage}: CUDA out of memory. Lower {stage}.per_device_train_batch_size "
+                f"(now {cfg.per_device_train_batch_size}) and raise {stage}.gradient_accumulation_steps, lower "
+                f"{stage}.max_length (now {cfg.max_length}), keep {stage}.gradient_checkpointing true"
+                + (", keep srpo.precompute_ref_log_probs false" if stage == "srpo" else "")
+                + "; the run resumes from the last checkpoint")
+    if stage == "eval":
+        return (f"stage eval: CUDA out of memory. Lower eval.batch_size (now {r.eval.batch_size}) or "
+                f"eval.max_new_tokens (now {r.eval.max_new_tokens})")
+    if stage == "pairs":
+        return (f"stage pairs: CUDA out of memory while sampling. Lower pairs.batch_size (now {r.pairs.batch_size}) "
+                f"or pairs.max_new_tokens (now {r.pairs.max_new_tokens})")
+    return f"stage {stage}: CUDA out of memory; use a smaller model or a GPU with more memory"
+
+
 def parse_stages(text: str | None) -> list[str]:
     if not text:
         return list(STAGE_ORDER)
@@ -201,7 +218,12 @@ class Pipeline:
         t0 = time.time()
         quiet_libraries()
         module = importlib.import_module(stage.module)
-        module.run(ctx)
+        try:
+            module.run(ctx)
+        except Exception as e:  # CUDA out of memory: say which settings to lower, not a raw trace
+            if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
+                raise
+            raise UserError(out_of_memory_advice(name, self.recipe)) from None
         missing = [o for o in stage.outputs(self.recipe) if not (self.run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")

@@ -72,7 +72,7 @@ def trim_metrics(path: Path, max_step: int) -> None:
     if max_step == 0:
         path.unlink()
         return
-    write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= max_step])
+    write_jsonl(path, [r for r in read_jsonl(path, allow_empty=True) if r.get("step", 0) <= max_step])
 
 
 def _callback_base():

@@ -25,6 +25,24 @@ def sft_dataset(renderer, rows: list[dict]):
                                "completion": renderer.response(x["reasoning"], x["answer"])} for x in rows])
 
 
+def check_lengths(tok, dataset, max_length: int, console) -> None:
+    """Refuse a max_length the prompts alone fill (nothing left to learn); warn when answers get cut."""
+    import numpy as np
+
+    from .errors import UserError
+
+    prompt = [len(tok(x)["input_ids"]) for x in dataset["prompt"]]
+    full = [len(tok(p + c)["input_ids"]) for p, c in zip(dataset["prompt"], dataset["completion"])]
+    if sum(p >= max_length for p in prompt) * 2 > len(prompt):
+        raise UserError(f"warmup.max_length: {max_length} is too small for the prompts (median prompt "
+                        f"{int(np.median(prompt))} tokens, median example {int(np.median(full))} tokens)")
+    cut = sum(n > max_length for n in full)
+    if cut:
+        console.print(f"[yellow]warning:[/] {cut}/{len(full)} RW examples exceed warmup.max_length={max_length} and "
+                      f"lose their end (the verdict); p50/p90/max = {int(np.percentile(full, 50))}/"
+                      f"{int(np.percentile(full, 90))}/{max(full)} tokens")
+
+
 def run(ctx) -> None:
     from trl import SFTConfig, SFTTrainer
 
@@ -32,6 +50,7 @@ def run(ctx) -> None:
     tok = ctx.tokenizer()
     rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
     dataset = sft_dataset(ctx.renderer(), rows)
+    check_lengths(tok, dataset, r.warmup.max_length, ctx.console)
 
     ckpt_dir = ctx.path("warmup/checkpoints")
     from .pipeline import Pipeline

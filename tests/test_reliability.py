@@ -1,0 +1,126 @@
+"""Reliability of the kit itself: kill -9 and Ctrl-C mid-stage then resume, clear one-line errors for
+bad input (exit 2, no traceback, no partial outputs), out-of-memory advice."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST, REPO, sets
+from saro_lite.fileio import read_jsonl
+
+RUN_ALL = str(REPO / "run_all.py")
+
+
+def start(args, env=None):
+    return subprocess.Popen([sys.executable, RUN_ALL, *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def wait_for(path, proc, timeout=180):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def resume_args(out):
+    return ["--stages", "data,warmup", *sets(*FAST, "warmup.max_steps=60", "warmup.save_steps=10",
+                                             f"output_dir={out}")]
+
+
+def test_sigkill_mid_stage_then_same_command_resumes(tmp_path, cache_dir, tiny_run):
+    out = tmp_path / "run"
+    args = resume_args(out)
+    proc = start(args)
+    wait_for(out / "warmup/checkpoints/checkpoint-20/trainer_state.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / ".stages/data.json").exists() and not (out / ".stages/warmup.json").exists()
+    done = subprocess.run([sys.executable, RUN_ALL, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "stage data: skipped" in done.stdout and "resuming warmup from" in done.stdout
+    steps = [r["step"] for r in read_jsonl(out / "warmup/metrics.jsonl")]
+    assert steps == list(range(1, 61))  # complete, and no step logged twice
+    assert (out / ".stages/warmup.json").exists() and (out / "warmup/adapter/adapter_config.json").exists()
+    assert len(list((out / "warmup/checkpoints").glob("checkpoint-*"))) <= 1  # save_total_limit
+
+
+def test_ctrl_c_stops_cleanly_with_resume_hint(tmp_path, cache_dir, tiny_run):
+    out = tmp_path / "run"
+    proc = start(resume_args(out))
+    wait_for(out / "warmup/checkpoints/checkpoint-10/trainer_state.json", proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in stderr and "run the same command again" in stderr and "Traceback" not in stderr
+    assert not (out / ".stages/warmup.json").exists()
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, RUN_ALL, *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_user_error(p, *needles):
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr + p.stdout
+    for n in needles:
+        assert n in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "file is empty"),
+    (b'{"id": "a", "prompt": "x", "kind": "benign", "reasoning": ["s"], "answer": "y"}\n{"id": "b",\n', ":2: broken JSON line"),
+    ("{\"id\": \"caf\xe9\"}\n".encode("latin-1"), "not UTF-8"),
+    (b'{"id": "a", "prompt": "x"}\n', ":1: missing field(s) kind, reasoning, answer"),
+])
+def test_bad_data_files_exit_2_naming_file_and_line(tmp_path, content, needle):
+    f = tmp_path / "traces.jsonl"
+    f.write_bytes(content)
+    p = cli("--dry-run", "--set", "data.source=file", "--set", f"data.path={f}")
+    assert_user_error(p, "traces.jsonl", needle)
+
+
+def test_missing_data_file(tmp_path):
+    assert_user_error(cli("--dry-run", "--set", "data.source=file", "--set", f"data.path={tmp_path}/nope.jsonl"),
+                      "nope.jsonl: file not found")
+
+
+def test_hub_id_while_offline_is_one_clear_line(tmp_path):
+    p = cli("--dry-run", "--set", "model.name_or_path=some-org/not-downloaded-model",
+            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert_user_error(p, "model.name_or_path", "some-org/not-downloaded-model", "hf download")
+
+
+def test_max_length_too_small_for_the_prompts(tmp_path, cache_dir, tiny_run):
+    p = cli("--stages", "data,warmup", *sets(*FAST, "warmup.max_length=16", f"output_dir={tmp_path}/r"))
+    assert_user_error(p, "warmup.max_length: 16 is too small for the prompts")
+    assert not (tmp_path / "r/.stages/warmup.json").exists()
+
+
+def test_extra_set_missing_columns_listed(tmp_path):
+    f = tmp_path / "x.csv"
+    f.write_text("text,label\nhello,1\n")
+    p = cli("--dry-run", "--set",
+            f"eval.extra_sets=[{{name: mine, path: {f}, prompt_field: question, kind: benign}}]")
+    assert_user_error(p, "x.csv", "question")
+
+
+def test_out_of_memory_gives_advice_not_a_trace(monkeypatch, tmp_path, capsys, tiny_run):
+    import torch
+
+    import saro_lite.warmup as warmup
+    from saro_lite.cli import main
+
+    def boom(ctx):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(warmup, "run", boom)
+    rc = main(["--stages", "data,warmup", *sets(*FAST, f"output_dir={tmp_path}/oom")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "CUDA out of memory" in err and "warmup.per_device_train_batch_size" in err
+    assert "warmup.max_length" in err and not (tmp_path / "oom/.stages/warmup.json").exists()
