@@ -11,7 +11,8 @@ on one GPU — or on a laptop CPU with the offline tiny default.
     python run_all.py --list-recipes
     python run_all.py judge --input F.csv --response-field completion [--prompt-field prompt] --output OUT.jsonl
 
-Stages: data -> warmup -> pairs -> srpo -> eval -> report. Re-running resumes: finished stages are
+Stages: data -> warmup -> pairs -> srpo -> baselines -> eval -> report (baselines only train the
+safety_sft / dpo arms when eval.arms names them). Re-running resumes: finished stages are
 skipped. See README.md.
 """
 import sys

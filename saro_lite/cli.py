@@ -23,7 +23,7 @@ def _console(stderr: bool = False):
 
 def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="saro-lite: data -> warmup (RW) -> pairs -> srpo -> eval -> report",
+        prog=prog, description="saro-lite: data -> warmup (RW) -> pairs -> srpo -> baselines -> eval -> report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python run_all.py                                  # tiny offline default (CPU)\n"
@@ -31,7 +31,7 @@ def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
                "  python run_all.py --stages warmup,srpo --set srpo.beta=0.05 --set output_dir=runs/b05\n"
                "  python run_all.py judge --input replies.csv --response-field completion --output judged.jsonl")
     p.add_argument("--recipe", default=None, help="recipe YAML (default: recipes/tiny-cpu.yaml)")
-    p.add_argument("--stages", default=None, help="comma-separated subset of data,warmup,pairs,srpo,eval,report")
+    p.add_argument("--stages", default=None, help="comma-separated subset of data,warmup,pairs,srpo,baselines,eval,report")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe setting, e.g. --set srpo.beta=0.05 (VALUE is parsed as YAML)")
     p.add_argument("--fresh", action="store_true", help="re-run the selected stages even if finished")

@@ -24,7 +24,8 @@ from .records import STARTER_DIR
 BUILTIN_SETS = ("harmful", "jailbreak", "benign", "borderline", "general")
 SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}
 OVER_REFUSAL_KINDS = ("benign", "borderline")
-ARM_STAGES = {"rw": "warmup", "saro": "srpo"}  # arm -> the stage whose adapter/model it is
+# arm -> the folder whose adapter/model it is
+ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sft", "dpo": "baselines/dpo"}
 
 # Reflection markers (Figure 5): the reasoning pauses to re-examine itself.
 REFLECTION_RE = re.compile(
@@ -48,6 +49,15 @@ def load_extra_set(spec: dict, i: int = 0) -> list[dict]:
                        kind=spec.get("kind"), id_prefix=spec["name"], where=f"eval.extra_sets[{i}]")
 
 
+def templated_attacks(recipe) -> list[dict]:
+    """Harmful eval prompts wrapped in the kit's jailbreak templates; each row records its template."""
+    from .attacks import TEMPLATES, apply_attacks
+
+    names = recipe.eval.attack_templates or list(TEMPLATES)
+    per = min(recipe.eval.attacks_per_prompt, len(names))
+    return apply_attacks(read_jsonl(STARTER_DIR / "eval_harmful.jsonl"), names, per_prompt=per, seed=recipe.seed)
+
+
 def load_eval_sets(recipe) -> dict[str, list[dict]]:
     sets: dict[str, list[dict]] = {}
     for name in recipe.eval.sets:
@@ -55,6 +65,8 @@ def load_eval_sets(recipe) -> dict[str, list[dict]]:
             raise UserError(f"eval.sets: unknown set '{name}' (built in: {', '.join(BUILTIN_SETS)}; "
                             f"add your own with eval.extra_sets)")
         sets[name] = read_jsonl(STARTER_DIR / f"eval_{name}.jsonl")
+        if name == "jailbreak" and recipe.eval.attacks_per_prompt:
+            sets[name] = sets[name] + templated_attacks(recipe)
     for i, spec in enumerate(recipe.eval.extra_sets):
         sets[spec["name"]] = load_extra_set(spec, i)
     limit = recipe.eval.limit_per_set
@@ -119,8 +131,9 @@ def score_row(row: dict, text: str, tokens: int, finished: bool, renderer, token
            if steps else 0,
            "answer_tokens": len(tokenizer(answer, add_special_tokens=False)["input_ids"]) if answer else 0,
            "reflection": has_reflection(steps)}
-    if "wrapper" in row:
-        out["wrapper"] = row["wrapper"]
+    for key in ("wrapper", "template", "template_family"):
+        if key in row:
+            out[key] = row[key]
     if set_name == "general" or row.get("kind") == "general":
         out["expected"] = row.get("answer")
         out["correct"] = is_correct(row, answer or text)

@@ -38,7 +38,7 @@ def quiet_libraries() -> None:
         pass
 
 
-STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "eval", "report"]
+STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "baselines", "eval", "report"]
 
 
 def _eval_outputs(r: Recipe) -> list[str]:
@@ -75,6 +75,11 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           lambda r: ["seed", "model", "srpo"],
           lambda r: [artifact(r, "srpo"), "srpo/metrics.jsonl"],
           "SRPO: DPO from the RW model with the RW model as reference"),
+    Stage("baselines", "saro_lite.baselines", ["data"],
+          lambda r: ["seed", "model", "warmup", "srpo", "eval.arms"],
+          lambda r: [x for a in r.eval.arms if a in ("safety_sft", "dpo")
+                     for x in (artifact(r, f"baselines/{a}"), f"baselines/{a}/metrics.jsonl")],
+          "safety-SFT and plain-DPO baselines (only the arms named in eval.arms)"),
     Stage("eval", "saro_lite.evaluate", ["srpo"],
           lambda r: ["seed", "model", "eval"],
           _eval_outputs,
@@ -150,6 +155,10 @@ class Pipeline:
     def needs(self, name: str) -> list[str]:
         """Stages whose outputs this one reads (the self path samples pairs from the RW model)."""
         extra = ["warmup"] if name == "pairs" and self.recipe.pairs.source == "self" else []
+        if name == "baselines" and "dpo" in self.recipe.eval.arms:
+            extra = ["pairs"]
+        if name == "eval" and any(a in ("safety_sft", "dpo") for a in self.recipe.eval.arms):
+            extra = ["baselines"]
         return STAGES[name].needs + extra
 
     def settings(self, name: str) -> dict:

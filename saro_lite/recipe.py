@@ -208,6 +208,11 @@ class Eval:
     do_sample: bool = False
     temperature: float = _f(0.7, gt=0.0)
     extra_sets: list = _f([])
+    # The jailbreak set = the hand-written jailbreak prompts + harmful eval prompts wrapped in the kit's
+    # attack templates (saro_lite/attacks.py): each harmful prompt gets `attacks_per_prompt` templates
+    # (0 = no templated attacks), chosen from `attack_templates` (null = all).
+    attack_templates: list | None = None
+    attacks_per_prompt: int = _f(1, min=0)
 
 
 @dataclass

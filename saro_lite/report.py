@@ -39,7 +39,17 @@ def collect(run_dir: Path, recipe) -> dict:
         report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
     per_set = {arm: {name: set_summary(rs) for name, rs in by_set.items()} for arm, by_set in rows.items()}
     report["per_set"] = per_set
+    report["per_template"] = {arm: per_template(by_set.get("jailbreak", [])) for arm, by_set in rows.items()}
     return report, rows
+
+
+def per_template(rows: list[dict]) -> dict:
+    """Attack success per jailbreak template (kit templates) or hand-written wrapper."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        key = f"template:{r['template']}" if "template" in r else f"wrapper:{r.get('wrapper', 'other')}"
+        groups.setdefault(key, []).append(r)
+    return {k: {"n": len(v), "asr": sum(not r["refused"] for r in v) / len(v)} for k, v in sorted(groups.items())}
 
 
 def set_summary(rows: list[dict]) -> dict:
@@ -109,6 +119,15 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
             if "refused_by_kind" in v:
                 refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
             lines.append(f"| {arm} | {name} | {v['n']} | {refused} | {fmt(v.get('accuracy'))} |")
+    templates = report.get("per_template", {})
+    keys = sorted({k for v in templates.values() for k in v})
+    if keys:
+        lines += ["", "## Jailbreak attack success per template", "",
+                  "| template | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+        for k in keys:
+            lines.append(f"| {k} | " + " | ".join(
+                f"{fmt(templates[a][k]['asr'])} (n={templates[a][k]['n']})" if k in templates.get(a, {}) else "–"
+                for a in arms) + " |")
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     n = recipe.report.samples_per_arm

@@ -43,24 +43,20 @@ def check_lengths(tok, dataset, max_length: int, console) -> None:
                       f"{int(np.percentile(full, 90))}/{max(full)} tokens")
 
 
-def run(ctx) -> None:
+def train_sft(ctx, dataset, stage_dir: str, fingerprint: str, label: str) -> dict:
+    """QLoRA (or full) SFT on prompt/completion strings, with checkpoint resume, the metrics log and a
+    progress bar; saves the adapter (or model) to <stage_dir>/adapter (or /model). Used by the RW
+    warmup and by the safety-SFT baseline."""
     from trl import SFTConfig, SFTTrainer
 
     r = ctx.recipe
     tok = ctx.tokenizer()
-    rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
-    dataset = sft_dataset(ctx.renderer(), rows)
-    check_lengths(tok, dataset, r.warmup.max_length, ctx.console)
-
-    ckpt_dir = ctx.path("warmup/checkpoints")
-    from .pipeline import Pipeline
-
-    fp = Pipeline(r, ctx.console, ctx.run_dir).expected_fingerprint("warmup")
-    resume = start_checkpoint_dir(ckpt_dir, fp)
-    metrics_path = ctx.path("warmup/metrics.jsonl")
+    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
+    resume = start_checkpoint_dir(ckpt_dir, fingerprint)
+    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
     trim_metrics(metrics_path, checkpoint_step(resume))
     if resume:
-        ctx.console.print(f"resuming warmup from {resume}")
+        ctx.console.print(f"resuming {label} from {resume}")
 
     model = load_model(r, ctx.model_path)
     peft_config = None
@@ -70,20 +66,33 @@ def run(ctx) -> None:
             prepare_for_qlora(model, r.warmup.gradient_checkpointing)
     args = SFTConfig(**trainer_args(r, r.warmup, ckpt_dir), completion_only_loss=True, eos_token=tok.eos_token,
                      dataset_num_proc=None)
-    logger = make_metrics_logger(metrics_path, ctx.console, "warmup")
+    logger = make_metrics_logger(metrics_path, ctx.console, label)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=peft_config, callbacks=[logger])
-    quiet_trainer(trainer, make_progress(ctx.console, "warmup (RW)"))
+    quiet_trainer(trainer, make_progress(ctx.console, label))
     cast_trainable_to_fp32(trainer.model)
     trainer.train(resume_from_checkpoint=resume)
 
-    out = ctx.path(artifact(r, "warmup"))
+    out = ctx.path(artifact(r, stage_dir))
     shutil.rmtree(out, ignore_errors=True)
     trainer.save_model(str(out))
-    write_json(ctx.path("warmup/summary.json"), {**logger.summary, **cuda_memory(), "records": len(rows)})
+    summary = {**logger.summary, **cuda_memory(), "records": len(dataset)}
+    write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
     if logger.rows:
-        ctx.console.print(f"warmup: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
+        ctx.console.print(f"{label}: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
                           f"over {logger.rows[-1]['step']} steps")
+    return summary
+
+
+def run(ctx) -> None:
+    from .pipeline import Pipeline
+
+    r = ctx.recipe
+    rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
+    dataset = sft_dataset(ctx.renderer(), rows)
+    check_lengths(ctx.tokenizer(), dataset, r.warmup.max_length, ctx.console)
+    train_sft(ctx, dataset, "warmup", Pipeline(r, ctx.console, ctx.run_dir).expected_fingerprint("warmup"),
+              "warmup (RW)")
 
 
 def main(argv=None):

@@ -143,3 +143,57 @@ def test_judge_command_bad_input_exit_2_and_no_output(tmp_path, capsys):
     assert rc == 2 and "missing column(s) 'completion', 'question'" in err and not out.exists()
     assert main(["judge", "--input", str(tmp_path / "nope.csv"), "--response-field", "x", "--output",
                  str(out)]) == 2
+
+
+def test_jailbreak_set_includes_templated_attacks():
+    from saro_lite.evaluate import load_eval_sets
+    from saro_lite.recipe import load_recipe
+
+    r = load_recipe(None, ["eval.limit_per_set=null", "eval.attacks_per_prompt=2",
+                           "eval.attack_templates=[prefix_injection, poem, payload_split]"])
+    rows = load_eval_sets(r)["jailbreak"]
+    templated = [x for x in rows if "template" in x]
+    assert len(templated) == 2 * 60 and {x["template"] for x in templated} == {"prefix_injection", "poem",
+                                                                                 "payload_split"}
+    assert all(x["kind"] == "jailbreak" and x["base_id"].startswith("ev-h-") for x in templated)
+    none = load_eval_sets(load_recipe(None, ["eval.limit_per_set=null", "eval.attacks_per_prompt=0"]))
+    assert not any("template" in x for x in none["jailbreak"])
+
+
+def test_per_template_breakdown():
+    from saro_lite.report import per_template
+
+    rows = [{"template": "poem", "refused": False}, {"template": "poem", "refused": True},
+            {"wrapper": "roleplay", "refused": True}]
+    assert per_template(rows) == {"template:poem": {"n": 2, "asr": 0.5}, "wrapper:roleplay": {"n": 1, "asr": 0.0}}
+
+
+def test_baseline_arms_train_and_are_evaluated(tmp_path, tiny_run):
+    """safety_sft and dpo on the same data; plain DPO's reference is the base (rewards 0 at step 1)."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    run = tmp_path / "b"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
+    args = FAST + [f"output_dir={run}", "eval.arms=[base, safety_sft, dpo]", "eval.sets=[harmful, benign]"]
+    assert main(["--stages", "baselines,eval,report", *sets(*args)]) == 0
+    sft = read_jsonl(run / "baselines/safety_sft/metrics.jsonl")
+    assert sft[-1]["loss"] < sft[0]["loss"]
+    dpo = read_jsonl(run / "baselines/dpo/metrics.jsonl")
+    assert abs(dpo[0]["rewards/margins"]) < 1e-6
+    report = json.loads((run / "report.json").read_text())
+    assert list(report["arms"]) == ["base", "safety_sft", "dpo"]
+    assert len(read_jsonl(run / "eval/safety_sft/benign.jsonl")) == 4
+
+
+def test_baseline_training_data_has_no_reasoning(tiny_tok, default_recipe):
+    from saro_lite.baselines import direct_dpo_rows, direct_sft_dataset
+    from saro_lite.models import make_renderer
+    from saro_lite.records import STARTER_DIR, load_op, load_rit_d
+
+    r = make_renderer(default_recipe, tiny_tok)
+    ds = direct_sft_dataset(r, load_rit_d(STARTER_DIR / "rit_d.jsonl")[:5])
+    assert all("<think>" not in c and c.endswith("<|im_end|>") for c in ds["completion"])
+    rows = direct_dpo_rows(r, load_op(STARTER_DIR / "op_cot.jsonl")[:5])
+    assert all("<think>" not in x["chosen"] + x["rejected"] and x["chosen"] != x["rejected"] for x in rows)
