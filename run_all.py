@@ -10,6 +10,9 @@ on one GPU — or on a laptop CPU with the offline tiny default.
     python run_all.py --recipe R --dry-run                   # validate and print the plan
     python run_all.py --list-recipes
     python run_all.py judge --input F.csv --response-field completion [--prompt-field prompt] --output OUT.jsonl
+    python run_all.py chat --run runs/tiny-cpu [--arm saro|rw|base] [--prompt TEXT] [--show-reasoning]
+    python run_all.py export --run runs/tiny-cpu --output DIR [--arm saro] [--merge]
+    python run_all.py compare runs/a runs/b [--output compare.md]
 
 Stages: data -> warmup -> pairs -> srpo -> baselines -> eval -> report (baselines only train the
 safety_sft / dpo arms when eval.arms names them). Re-running resumes: finished stages are

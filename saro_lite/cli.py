@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-SUBCOMMANDS = ("judge",)
+SUBCOMMANDS = ("judge", "chat", "export", "compare")
 
 
 def _console(stderr: bool = False):
@@ -183,9 +183,9 @@ def guarded(fn, args, debug: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        from . import judges
+        import importlib
 
-        return judges.cli(argv[1:])
+        return importlib.import_module(f"saro_lite.{argv[0] if argv[0] != 'judge' else 'judges'}").cli(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_recipes:
         list_recipes_table(_console())

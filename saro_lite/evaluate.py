@@ -33,6 +33,10 @@ REFLECTION_RE = re.compile(
     r"actually|but then again|however, (?:the|this|that)|looking again|stepping back)\b", re.I)
 
 
+def all_arms(recipe) -> list[str]:
+    return list(recipe.eval.arms) + [a["name"] for a in recipe.eval.extra_arms]
+
+
 def eval_set_names(recipe) -> list[str]:
     return list(recipe.eval.sets) + [s["name"] for s in recipe.eval.extra_sets]
 
@@ -215,22 +219,53 @@ class Arms:
             yield self.model
 
 
+@contextlib.contextmanager
+def own_arm(ctx, arms: Arms, arm: str):
+    with arms.use(arm) as model:
+        yield model, ctx.tokenizer(), ctx.renderer()
+
+
+@contextlib.contextmanager
+def extra_arm(ctx, spec: dict):
+    """Any model as an arm (eval.extra_arms): its own tokenizer and chat template, same sets and judges."""
+    import copy
+
+    from .models import load_model
+    from .pipeline import Context
+
+    sub = copy.deepcopy(ctx.recipe)
+    m = sub.model
+    m.name_or_path, m.chat_template, m.end_of_turn, m.chat_template_kwargs, m.finetune = \
+        spec["model"], None, None, {}, "lora"
+    m.system_prompt = None
+    c = Context(sub, ctx.run_dir, ctx.console, model_path=spec["model"])
+    model = load_model(sub, spec["model"])
+    if spec.get("adapter"):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, spec["adapter"])
+    try:
+        yield model, c.tokenizer(), c.renderer()
+    finally:
+        del model
+
+
 def run(ctx) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .generate import generate
 
     r = ctx.recipe
-    tok = ctx.tokenizer()
-    renderer = ctx.renderer()
     sets = load_eval_sets(r)
     arms = Arms(ctx, r.eval.arms)
-    total = sum(len(v) for v in sets.values()) * len(r.eval.arms)
+    total = sum(len(v) for v in sets.values()) * len(all_arms(r))
     with Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=ctx.console) as progress:
         task = progress.add_task("", total=total)
-        for arm in r.eval.arms:
-            with arms.use(arm) as model:
+        runs = [(arm, lambda a=arm: own_arm(ctx, arms, a)) for arm in r.eval.arms]
+        runs += [(spec["name"], lambda s=spec: extra_arm(ctx, s)) for spec in r.eval.extra_arms]
+        for arm, opener in runs:
+            with opener() as (model, tok, renderer):
                 for name, rows in sets.items():
                     progress.update(task, description=f"{arm}/{name}")
                     gens = generate(model, tok, [renderer.prompt(x["prompt"]) for x in rows], r.eval.max_new_tokens,
@@ -238,7 +273,7 @@ def run(ctx) -> None:
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
                               for x, g in zip(rows, gens)]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
-    for arm in r.eval.arms:
+    for arm in all_arms(r):
         m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets})
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()
                                                  if isinstance(v, float)))

@@ -42,9 +42,9 @@ STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "baselines", "eval", "report"]
 
 
 def _eval_outputs(r: Recipe) -> list[str]:
-    from .evaluate import eval_set_names
+    from .evaluate import all_arms, eval_set_names
 
-    return [f"eval/{arm}/{name}.jsonl" for arm in r.eval.arms for name in eval_set_names(r)]
+    return [f"eval/{arm}/{name}.jsonl" for arm in all_arms(r) for name in eval_set_names(r)]
 
 
 @dataclass

@@ -211,6 +211,8 @@ class Eval:
     # The jailbreak set = the hand-written jailbreak prompts + harmful eval prompts wrapped in the kit's
     # attack templates (saro_lite/attacks.py): each harmful prompt gets `attacks_per_prompt` templates
     # (0 = no templated attacks), chosen from `attack_templates` (null = all).
+    # Any model as an arm: [{name, model (hub id or folder), adapter?}], same sets and judges.
+    extra_arms: list = _f([])
     attack_templates: list | None = None
     attacks_per_prompt: int = _f(1, min=0)
 
@@ -381,6 +383,13 @@ def _cross_checks(r: Recipe, where: str) -> None:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
     if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
+    for i, a in enumerate(r.eval.extra_arms):
+        if not isinstance(a, dict) or not a.get("name") or not a.get("model"):
+            raise UserError(f"{where}: eval.extra_arms[{i}]: needs name and model (adapter optional); got {a!r}")
+        if set(a) - {"name", "model", "adapter"}:
+            raise UserError(f"{where}: eval.extra_arms[{i}]: unknown field(s) {', '.join(sorted(set(a) - {'name', 'model', 'adapter'}))}")
+        if a["name"] in r.eval.arms:
+            raise UserError(f"{where}: eval.extra_arms[{i}].name: '{a['name']}' is already in eval.arms")
     allowed = {"name", "path", "prompt_field", "kind", "limit", "format", "split", "config"}
     for i, s in enumerate(r.eval.extra_sets):
         key = f"eval.extra_sets[{i}]"

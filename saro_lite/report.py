@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .evaluate import arm_metrics, eval_set_names
+from .evaluate import all_arms, arm_metrics, eval_set_names
 from .fileio import atomic_write_text, read_jsonl, write_json
 from .judges import JUDGE_DESCRIPTIONS
 
@@ -26,7 +26,7 @@ def fmt(v) -> str:
 def collect(run_dir: Path, recipe) -> dict:
     arms = {}
     rows = {}
-    for arm in recipe.eval.arms:
+    for arm in all_arms(recipe):
         rows[arm] = {name: read_jsonl(run_dir / f"eval/{arm}/{name}.jsonl") for name in eval_set_names(recipe)}
         arms[arm] = arm_metrics(rows[arm])
     report = {"arms": arms, "judge": {"refusal": JUDGE_DESCRIPTIONS["refusal"]},

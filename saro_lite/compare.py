@@ -1,0 +1,136 @@
+"""`python run_all.py compare`: several runs side by side (a β sweep, two recipes, two seeds).
+
+    python run_all.py --set srpo.beta=0.05 --set output_dir=runs/b005
+    python run_all.py --set srpo.beta=0.2  --set output_dir=runs/b02
+    python run_all.py compare runs/b005 runs/b02 --output compare.md
+
+Writes one table of runs × arms × metrics, the settings in which the runs differ, and the reward
+tracking curves of every run in one figure (compare.png next to the markdown).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import UserError
+
+IGNORED = ("output_dir", "cache_dir")  # always differ, say nothing about the method
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_run(path: Path) -> dict:
+    import yaml
+
+    report = path / "report.json"
+    resolved = path / "recipe.resolved.yaml"
+    if not report.exists() or not resolved.exists():
+        raise UserError(f"{path}: not a finished run (needs report.json and recipe.resolved.yaml)")
+    metrics = path / "srpo/metrics.jsonl"
+    from .fileio import read_jsonl
+
+    return {"name": str(path), "report": json.loads(report.read_text()),
+            "settings": flatten(yaml.safe_load(resolved.read_text())),
+            "tracking": [r for r in read_jsonl(metrics) if "val/reward_accuracy" in r] if metrics.exists() else []}
+
+
+def differing(runs: list[dict]) -> dict[str, list]:
+    keys = sorted(set().union(*(r["settings"] for r in runs)))
+    out = {}
+    for k in keys:
+        if k in IGNORED:
+            continue
+        values = [r["settings"].get(k) for r in runs]
+        if any(json.dumps(v, sort_keys=True) != json.dumps(values[0], sort_keys=True) for v in values):
+            out[k] = values
+    return out
+
+
+def plot(runs: list[dict], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not any(r["tracking"] for r in runs):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r in runs:
+        xs = [t["step"] for t in r["tracking"]]
+        axes[0].plot(xs, [t["val/reward_accuracy"] for t in r["tracking"]], marker="o", ms=3, label=r["name"])
+        axes[1].plot(xs, [t["val/reward_margin"] for t in r["tracking"]], marker="o", ms=3, label=r["name"])
+    for ax, title in zip(axes, ("held-out reward accuracy", "held-out reward margin")):
+        ax.set_title(title)
+        ax.set_xlabel("SRPO step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:
+    from .report import MAIN_METRICS, fmt
+
+    lines = ["# saro-lite: run comparison", "", "| run | arm | " + " | ".join(l for _, l in MAIN_METRICS)
+             + " | SRPO val acc |", "|---|---|" + "---|" * (len(MAIN_METRICS) + 1)]
+    for r in runs:
+        srpo = r["report"].get("srpo", {}).get("val_reward_accuracy")
+        for arm, m in r["report"]["arms"].items():
+            lines.append(f"| {r['name']} | {arm} | " + " | ".join(fmt(m.get(k)) for k, _ in MAIN_METRICS)
+                         + f" | {fmt(srpo) if arm == 'saro' else ''} |")
+    lines += ["", "## Settings that differ", ""]
+    if diff:
+        lines += ["| setting | " + " | ".join(r["name"] for r in runs) + " |", "|---|" + "---|" * len(runs)]
+        lines += [f"| `{k}` | " + " | ".join(str(v) for v in vals) + " |" for k, vals in diff.items()]
+    else:
+        lines.append("None: the runs used the same settings.")
+    if figure:
+        lines += ["", f"![reward tracking]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def cli(argv: list[str]) -> int:
+    from .cli import guarded
+
+    p = argparse.ArgumentParser(prog="run_all.py compare", description="compare finished runs")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--output", default="compare.md")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+
+    def run(a, console):
+        from rich.table import Table
+
+        from .fileio import atomic_write_text
+
+        runs = [load_run(Path(x)) for x in a.runs]
+        out = Path(a.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig = plot(runs, out.with_suffix(".png"))
+        diff = differing(runs)
+        atomic_write_text(out, markdown(runs, diff, fig.name if fig else None))
+        t = Table(title="settings that differ")
+        t.add_column("setting")
+        for r in runs:
+            t.add_column(r["name"])
+        for k, vals in diff.items():
+            t.add_row(k, *[str(v) for v in vals])
+        console.print(t)
+        console.print(f"wrote {out}" + (f" and {fig}" if fig else ""))
+        return 0
+
+    return guarded(run, args, args.debug)

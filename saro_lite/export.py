@@ -1,0 +1,121 @@
+"""`python run_all.py export`: the trained adapter with a model card, or a standalone merged model.
+
+    python run_all.py export --run runs/tiny-cpu --output exported/saro-adapter
+    python run_all.py export --run runs/tiny-cpu --output exported/saro-merged --merge
+
+--merge reloads the base in bf16 (fp32 on CPU), never in 4-bit: merging LoRA into a 4-bit base
+re-quantizes and changes the model. The merged folder holds the weights, the tokenizer and its chat
+template, and loads with `AutoModelForCausalLM.from_pretrained`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+CAVEATS = """## Caveats
+- SaRO's hyperparameters, data sizes and teacher prompts are not public; this model was trained with
+  saro-lite's own defaults (see the recipe) and its starter data or the data named below.
+- Safety numbers come from an automatic judge on a limited eval set; they are not a safety guarantee.
+  Evaluate on your own data (and with a guard model) before any deployment.
+- The model writes its reasoning inside the reasoning tags before the answer; strip it before showing
+  answers to users if you do not want it shown."""
+
+
+def model_card(ctx, arm: str, merged: bool) -> str:
+    r = ctx.recipe
+    lines = [f"# saro-lite {arm} — {Path(r.source_path).stem}", "",
+             f"Trained with saro-lite (a SaRO reproduction kit): reasoning-style warmup "
+             f"then SRPO (DPO on reasoning pairs).", "",
+             f"- base model: `{r.model.name_or_path}`",
+             f"- arm: `{arm}` ({'merged into the bf16 base' if merged else 'PEFT LoRA adapter'})",
+             f"- recipe: `recipe.resolved.yaml` (every setting used)",
+             f"- data: `data.source: {r.data.source}`, `pairs.source: {r.pairs.source}`",
+             f"- reasoning tags: `{r.model.reasoning_open}` … `{r.model.reasoning_close}`", ""]
+    report = ctx.path("report.json")
+    if report.exists():
+        from .report import MAIN_METRICS, fmt
+
+        rep = json.loads(report.read_text())
+        lines += ["## Evaluation (from the run's report.json)", "",
+                  "| arm | " + " | ".join(label for _, label in MAIN_METRICS) + " |",
+                  "|---|" + "---|" * len(MAIN_METRICS)]
+        for a, m in rep["arms"].items():
+            lines.append(f"| {a} | " + " | ".join(fmt(m.get(k)) for k, _ in MAIN_METRICS) + " |")
+        lines += ["", f"Judge: {rep.get('judge', {}).get('refusal', 'refusal judge')}.", ""]
+    return "\n".join(lines + [CAVEATS, ""])
+
+
+def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
+    from .chat import check_arm
+    from .evaluate import ARM_STAGES
+    from .fileio import atomic_write_text
+    from .models import artifact
+
+    if arm == "base":
+        raise UserError("--arm base: the base model needs no export; use it from the hub or its folder")
+    check_arm(ctx, arm)
+    src = ctx.path(artifact(ctx.recipe, ARM_STAGES[arm]))
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"--output {output}: folder exists and is not empty")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        if merge and ctx.recipe.model.finetune == "lora":
+            merge_adapter(ctx, src, tmp)
+        else:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+            ctx.tokenizer().save_pretrained(tmp)
+        shutil.copy(ctx.path("recipe.resolved.yaml"), tmp / "recipe.resolved.yaml")
+        atomic_write_text(tmp / "README.md", model_card(ctx, arm, merge))
+        if output.exists():
+            output.rmdir()
+        tmp.replace(output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    console.print(f"exported {arm} ({'merged model' if merge else 'adapter'}) to {output}")
+    return output
+
+
+def merge_adapter(ctx, adapter_dir: Path, out: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else (
+        torch.float16 if torch.cuda.is_available() else torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=dtype,
+                                                trust_remote_code=ctx.recipe.model.trust_remote_code)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tok = ctx.tokenizer()
+    merged.generation_config.eos_token_id = tok.eos_token_id  # stop at the end of the turn
+    merged.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def cli(argv: list[str]) -> int:
+    from .cli import guarded
+
+    p = argparse.ArgumentParser(prog="run_all.py export", description="export a trained arm")
+    p.add_argument("--run", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--arm", default="saro")
+    p.add_argument("--merge", action="store_true", help="merge into the base reloaded in bf16 (standalone model)")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+
+    def run(a, console):
+        from .chat import open_run
+        from .pipeline import quiet_libraries
+
+        quiet_libraries()
+        export(open_run(a.run), a.arm, Path(a.output), a.merge, console)
+        return 0
+
+    return guarded(run, args, args.debug)

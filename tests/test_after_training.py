@@ -1,0 +1,110 @@
+"""What users do after training: chat, export (adapter and merged), compare runs, any model as an arm."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FAST, REPO, sets
+from saro_lite.fileio import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_run):
+    from saro_lite.cli import main
+
+    if not (tiny_run / "report.json").exists():
+        assert main(["--stages", "eval,report", *sets(*FAST, f"output_dir={tiny_run}")]) == 0
+    return tiny_run
+
+
+def test_chat_one_prompt_to_stdout(finished, capsys):
+    from saro_lite.cli import main
+
+    assert main(["chat", "--run", str(finished), "--prompt", "How do I kill a Python process?",
+                 "--max-new-tokens", "24"]) == 0
+    first = capsys.readouterr().out
+    assert main(["chat", "--run", str(finished), "--prompt", "How do I kill a Python process?",
+                 "--max-new-tokens", "24"]) == 0
+    assert capsys.readouterr().out == first  # greedy and seeded: scripts get stable output
+
+
+def test_chat_interactive_session(finished):
+    p = subprocess.run([sys.executable, str(REPO / "run_all.py"), "chat", "--run", str(finished), "--arm", "rw",
+                        "--max-new-tokens", "16"], input="/reasoning\nhello there\n/quit\n", capture_output=True,
+                       text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert "saro-lite chat" in p.stdout and "reasoning shown" in p.stdout
+
+
+def test_chat_bad_arm_and_bad_run(finished, tmp_path, capsys):
+    from saro_lite.cli import main
+
+    assert main(["chat", "--run", str(finished), "--arm", "sarro", "--prompt", "x"]) == 2
+    assert "unknown arm 'sarro'" in capsys.readouterr().err
+    assert main(["chat", "--run", str(tmp_path), "--prompt", "x"]) == 2
+
+
+def test_export_adapter_with_model_card(finished, tmp_path):
+    from saro_lite.cli import main
+
+    out = tmp_path / "adapter"
+    assert main(["export", "--run", str(finished), "--output", str(out)]) == 0
+    assert (out / "adapter_config.json").exists() and (out / "recipe.resolved.yaml").exists()
+    card = (out / "README.md").read_text()
+    assert "base model" in card and "| saro |" in card and "Caveats" in card
+    assert main(["export", "--run", str(finished), "--output", str(out)]) == 2  # never overwrite
+
+
+def test_export_merged_model_loads_standalone_and_matches(finished, tiny_recipe, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from saro_lite.cli import main
+
+    out = tmp_path / "merged"
+    assert main(["export", "--run", str(finished), "--output", str(out), "--merge"]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template and tok.eos_token == "<|im_end|>"
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_recipe.model.name_or_path),
+                                    str(finished / "srpo/adapter"))
+    ids = tok("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**ids).logits, ref(**ids).logits, atol=1e-4)
+    assert not any("Linear4bit" in type(m).__name__ for m in merged.modules())  # never merged into 4-bit
+
+
+def test_compare_lists_differing_settings_and_plots(finished, tmp_path):
+    import yaml
+
+    from saro_lite.cli import main
+
+    other = tmp_path / "b02"
+    shutil.copytree(finished, other, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl"))
+    d = yaml.safe_load((other / "recipe.resolved.yaml").read_text())
+    d["srpo"]["beta"] = 0.2
+    (other / "recipe.resolved.yaml").write_text(yaml.safe_dump(d))
+    out = tmp_path / "cmp/compare.md"
+    assert main(["compare", str(finished), str(other), "--output", str(out)]) == 0
+    md = out.read_text()
+    assert "`srpo.beta`" in md and "| 0.1 | 0.2 |" in md and "output_dir" not in md
+    assert md.count("| saro |") == 2 and out.with_suffix(".png").stat().st_size > 5000
+
+
+def test_any_model_as_an_extra_arm(finished, tiny_recipe, tmp_path):
+    """The base model added again as an extra arm answers exactly like the base arm."""
+    from saro_lite.cli import main
+
+    run = tmp_path / "x"
+    shutil.copytree(finished, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
+    args = FAST + [f"output_dir={run}", "eval.arms=[base]", "eval.sets=[harmful, benign]",
+                   f"eval.extra_arms=[{{name: same_base, model: {tiny_recipe.model.name_or_path}}}]"]
+    assert main(["--stages", "eval,report", *sets(*args)]) == 0
+    for name in ("harmful", "benign"):
+        a = [r["response"] for r in read_jsonl(run / f"eval/base/{name}.jsonl")]
+        b = [r["response"] for r in read_jsonl(run / f"eval/same_base/{name}.jsonl")]
+        assert a == b
+    assert "same_base" in json.loads((run / "report.json").read_text())["arms"]
