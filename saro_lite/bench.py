@@ -1,0 +1,148 @@
+"""Performance ratios of the finished pipeline, measured as whole-command wall times in one sitting.
+
+    python -m saro_lite.bench                         # the tiny recipe, a run folder under runs/bench
+    python -m saro_lite.bench --recipe recipes/qwen2.5-0.5b-instruct.yaml --run runs/bench-q05
+
+Measures:
+- eval:      `--stages eval --fresh --set eval.batch_size=1` vs the same batched (target: >= 4x faster)
+- tracking:  `--stages srpo --fresh` vs the same with `--set srpo.track_every=0` (target: <= 1.15x)
+- reference: SRPO seconds per step with and without `srpo.precompute_ref_log_probs`
+- overhead:  the kit's warmup stage vs a plain TRL+PEFT SFT script on the same model, data and steps
+Writes <run>/bench.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+PLAIN_SFT = r'''
+import json, sys, tempfile, time, torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from trl import SFTConfig, SFTTrainer
+path, data, steps, bs, lr, max_len, r, alpha, q4 = sys.argv[1:10]
+tok = AutoTokenizer.from_pretrained(path); tok.eos_token = "<|im_end|>"
+rows = [json.loads(l) for l in open(data)]
+def prompt(t): return tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+def resp(x): return "<think>\n" + "\n\n".join(x["reasoning"]) + "\n</think>\n\n" + x["answer"] + "<|im_end|>"
+ds = Dataset.from_list([{"prompt": prompt(x["prompt"]), "completion": resp(x)} for x in rows])
+kw = {}
+if q4 == "1":
+    kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(path, device_map={"": "cpu"}, **kw)
+args = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=int(steps), per_device_train_batch_size=int(bs),
+                 learning_rate=float(lr), max_length=int(max_len), use_cpu=True, bf16=False,
+                 gradient_checkpointing=False, logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
+                 lr_scheduler_type="constant_with_warmup", warmup_steps=5, optim="adamw_torch",
+                 dataloader_pin_memory=False, seed=0)
+t = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+               peft_config=LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=0.0, target_modules="all-linear",
+                                      task_type="CAUSAL_LM"))
+out = t.train()
+print(json.dumps({"train_runtime": out.metrics["train_runtime"]}))
+'''
+
+
+def run_cmd(args: list[str]) -> float:
+    t0 = time.time()
+    p = subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"command failed: {' '.join(args)}\n{p.stderr[-2000:]}")
+    return time.time() - t0
+
+
+def sets(run: str, *items: str) -> list[str]:
+    out = ["--set", f"output_dir={run}"]
+    for it in items:
+        out += ["--set", it]
+    return out
+
+
+def srpo_seconds_per_step(run: Path) -> float:
+    s = json.loads((run / "srpo/summary.json").read_text())
+    return s["train_runtime"] / max(1, _steps(run))
+
+
+def _steps(run: Path) -> int:
+    from .fileio import read_jsonl
+
+    return max(r["step"] for r in read_jsonl(run / "srpo/metrics.jsonl"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m saro_lite.bench")
+    p.add_argument("--recipe", default=str(REPO / "recipes/tiny-cpu.yaml"))
+    p.add_argument("--run", default="runs/bench")
+    args = p.parse_args(argv)
+    base = ["--recipe", args.recipe]
+    run = args.run
+    results: dict = {}
+    print("preparing a finished run ...", flush=True)
+    run_cmd(base + sets(run))
+
+    print("eval: batch 1 vs batched ...", flush=True)
+    t1 = run_cmd(base + ["--stages", "eval", "--fresh"] + sets(run, "eval.batch_size=1"))
+    tb = run_cmd(base + ["--stages", "eval", "--fresh"] + sets(run))
+    results["eval"] = {"batch1_s": round(t1, 1), "batched_s": round(tb, 1), "speedup": round(t1 / tb, 2)}
+
+    print("srpo: tracking on vs off ...", flush=True)
+    on = run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run))
+    off = run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run, "srpo.track_every=0"))
+    results["tracking"] = {"track_on_s": round(on, 1), "track_off_s": round(off, 1), "ratio": round(on / off, 3)}
+
+    print("srpo: precompute_ref_log_probs ...", flush=True)
+    run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run, "srpo.track_every=0"))
+    plain_step = srpo_seconds_per_step(Path(run))
+    run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run, "srpo.track_every=0",
+                                                           "srpo.precompute_ref_log_probs=true"))
+    pre_step = srpo_seconds_per_step(Path(run))
+    results["precompute_ref"] = {"step_s_reference_forward": round(plain_step, 4),
+                                 "step_s_precomputed": round(pre_step, 4), "ratio": round(pre_step / plain_step, 3)}
+    run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run))  # leave the run as the recipe says
+
+    print("warmup: kit vs plain TRL+PEFT script ...", flush=True)
+    from .recipe import load_recipe
+
+    r = load_recipe(Path(run) / "recipe.resolved.yaml")
+    kit = json.loads((Path(run) / "warmup/summary.json").read_text())["train_runtime"]
+    steps = r.warmup.max_steps
+    out = subprocess.run([sys.executable, "-c", PLAIN_SFT, r.model.name_or_path, str(Path(run) / "data/rit_d.jsonl"),
+                          str(steps), str(r.warmup.per_device_train_batch_size), str(r.warmup.learning_rate),
+                          str(r.warmup.max_length), str(r.model.lora_r), str(r.model.lora_alpha),
+                          "1" if r.model.load_in_4bit else "0"], capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-2000:])
+    plain = json.loads(out.stdout.strip().splitlines()[-1])["train_runtime"]
+    results["overhead"] = {"kit_warmup_train_s": round(kit, 2), "plain_trl_peft_train_s": round(plain, 2),
+                           "ratio": round(kit / plain, 3), "steps": steps}
+
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"saro-lite bench ({Path(args.recipe).name})")
+    for c in ("measure", "values", "ratio", "target"):
+        t.add_column(c)
+    t.add_row("eval batched vs batch 1", f"{results['eval']['batch1_s']} s vs {results['eval']['batched_s']} s",
+              f"{results['eval']['speedup']}x faster", ">= 4x")
+    t.add_row("srpo tracking on / off", f"{results['tracking']['track_on_s']} s / {results['tracking']['track_off_s']} s",
+              f"{results['tracking']['ratio']}x", "<= 1.15x")
+    t.add_row("srpo step: precomputed ref / ref forward",
+              f"{results['precompute_ref']['step_s_precomputed']} / {results['precompute_ref']['step_s_reference_forward']} s",
+              f"{results['precompute_ref']['ratio']}x", "-")
+    t.add_row("warmup: kit / plain TRL+PEFT", f"{results['overhead']['kit_warmup_train_s']} / "
+              f"{results['overhead']['plain_trl_peft_train_s']} s", f"{results['overhead']['ratio']}x", "~1x")
+    Console().print(t)
+    (Path(run) / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
