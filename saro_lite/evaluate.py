@@ -250,6 +250,34 @@ def extra_arm(ctx, spec: dict):
         del model
 
 
+def served_generations(ctx, arm: str, prompts: list[str], progress, task) -> list:
+    """eval.generator openai: the arm's served model answers through the kit's OpenAI-compatible client
+    (retries, backoff); the server applies the chat template, so messages are sent, not rendered text."""
+    from .generate import Generation
+    from .teacher import OpenAIClient, TeacherRequest, TeacherSettings
+
+    e, r = ctx.recipe.eval, ctx.recipe
+    settings = TeacherSettings(backend="openai", base_url=e.base_url, model=e.served_models.get(arm, arm),
+                               api_key_env=e.api_key_env, temperature=e.temperature if e.do_sample else 0.0,
+                               max_tokens=e.max_new_tokens, concurrency=e.concurrency)
+    system = [{"role": "system", "content": r.model.system_prompt}] if r.model.system_prompt else []
+    results = OpenAIClient(settings).complete(
+        [TeacherRequest(system + [{"role": "user", "content": p}], sample_index=r.seed) for p in prompts],
+        description=f"eval {arm}")
+    if progress is not None:
+        progress.advance(task, len(prompts))
+    failed = [i for i, x in enumerate(results) if not x.ok]
+    if failed:
+        raise UserError(f"eval.generator openai: {len(failed)} of {len(prompts)} requests for arm '{arm}' failed "
+                        f"({results[failed[0]].error}); is model '{settings.model}' served at {e.base_url}?")
+    return [Generation(x.text or "", x.tokens, True) for x in results]
+
+
+@contextlib.contextmanager
+def served_arm(ctx, arm: str):
+    yield None, ctx.tokenizer(), ctx.renderer()
+
+
 def run(ctx) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -262,14 +290,20 @@ def run(ctx) -> None:
     with Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=ctx.console) as progress:
         task = progress.add_task("", total=total)
-        runs = [(arm, lambda a=arm: own_arm(ctx, arms, a)) for arm in r.eval.arms]
+        served = r.eval.generator == "openai"
+        runs = [(arm, (lambda a=arm: served_arm(ctx, a)) if served else (lambda a=arm: own_arm(ctx, arms, a)))
+                for arm in r.eval.arms]
         runs += [(spec["name"], lambda s=spec: extra_arm(ctx, s)) for spec in r.eval.extra_arms]
         for arm, opener in runs:
             with opener() as (model, tok, renderer):
                 for name, rows in sets.items():
                     progress.update(task, description=f"{arm}/{name}")
-                    gens = generate(model, tok, [renderer.prompt(x["prompt"]) for x in rows], r.eval.max_new_tokens,
-                                    r.eval.batch_size, r.eval.do_sample, r.eval.temperature, r.seed, progress, task)
+                    if model is None:
+                        gens = served_generations(ctx, arm, [x["prompt"] for x in rows], progress, task)
+                    else:
+                        gens = generate(model, tok, [renderer.prompt(x["prompt"]) for x in rows],
+                                        r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
+                                        r.eval.temperature, r.seed, progress, task)
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
                               for x, g in zip(rows, gens)]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)

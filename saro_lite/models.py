@@ -310,8 +310,10 @@ def load_model(recipe: Recipe, path: str):
     from transformers import AutoModelForCausalLM
 
     device, dtype, compute = device_and_dtypes(recipe)
+    # under `accelerate launch` every process holds its own copy on its own GPU (LOCAL_RANK)
+    gpu = int(os.environ.get("LOCAL_RANK", 0))
     kwargs = dict(dtype=dtype, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code,
-                  device_map={"": 0 if device == "cuda" else "cpu"})
+                  device_map={"": gpu if device == "cuda" else "cpu"})
     if recipe.model.attn_implementation:
         kwargs["attn_implementation"] = recipe.model.attn_implementation
     if recipe.model.load_in_4bit and recipe.model.finetune == "lora":

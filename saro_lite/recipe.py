@@ -211,6 +211,14 @@ class Eval:
     # The jailbreak set = the hand-written jailbreak prompts + harmful eval prompts wrapped in the kit's
     # attack templates (saro_lite/attacks.py): each harmful prompt gets `attacks_per_prompt` templates
     # (0 = no templated attacks), chosen from `attack_templates` (null = all).
+    # generator: local (transformers, batched) or openai: an OpenAI-compatible server such as vLLM serving
+    # the base and the adapters by name (served_models: {base: <id>, rw: rw, saro: saro}; default: the arm
+    # name), e.g. `vllm serve <base> --enable-lora --lora-modules rw=<run>/warmup/adapter saro=<run>/srpo/adapter`
+    generator: str = _f("local", choices=("local", "openai"))
+    base_url: str | None = None
+    api_key_env: str | None = None
+    served_models: dict = _f({})
+    concurrency: int = _f(8, min=1)
     # Any model as an arm: [{name, model (hub id or folder), adapter?}], same sets and judges.
     extra_arms: list = _f([])
     attack_templates: list | None = None
@@ -383,6 +391,8 @@ def _cross_checks(r: Recipe, where: str) -> None:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
     if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
+    if r.eval.generator == "openai" and not r.eval.base_url:
+        raise UserError(f"{where}: eval.base_url: required with eval.generator openai (e.g. http://localhost:8000/v1)")
     for i, a in enumerate(r.eval.extra_arms):
         if not isinstance(a, dict) or not a.get("name") or not a.get("model"):
             raise UserError(f"{where}: eval.extra_arms[{i}]: needs name and model (adapter optional); got {a!r}")

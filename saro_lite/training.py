@@ -4,6 +4,7 @@ degenerate training."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def trainer_args(recipe: Recipe, cfg: Train, out_dir: Path) -> dict:
         save_strategy="steps", disable_tqdm=True, dataloader_pin_memory=on_gpu,
         report_to=[] if cfg.report_to in ("none", "", None) else [cfg.report_to],
     )
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        # `accelerate launch` (DDP): LoRA leaves most base weights without gradients, and non-reentrant
+        # checkpointing is DDP-safe only without the unused-parameter search
+        args["ddp_find_unused_parameters"] = False
     return args
 
 
@@ -92,7 +97,7 @@ def make_metrics_logger(path: Path, console, stage: str):
             self._warned: set[str] = set()
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if not logs:
+            if not logs or not state.is_world_process_zero:  # one writer under accelerate launch
                 return
             if "loss" not in logs:
                 if "train_runtime" in logs:

@@ -197,3 +197,67 @@ def test_baseline_training_data_has_no_reasoning(tiny_tok, default_recipe):
     assert all("<think>" not in c and c.endswith("<|im_end|>") for c in ds["completion"])
     rows = direct_dpo_rows(r, load_op(STARTER_DIR / "op_cot.jsonl")[:5])
     assert all("<think>" not in x["chosen"] + x["rejected"] and x["chosen"] != x["rejected"] for x in rows)
+
+
+def test_eval_through_an_openai_compatible_server(tmp_path, tiny_run):
+    """eval.generator openai (e.g. vLLM serving the base and the adapters by name): each arm is asked
+    under its served model name; replies are parsed and judged like local generations."""
+    import http.server
+    import shutil
+    import threading
+
+    from saro_lite.cli import main
+
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(req["model"])
+            text = ("<think>\nWait — this asks for harm (P1).\n</think>\n\nI can't help with that."
+                    if req["model"] == "saro-served" else "Sure. Step 1: [details omitted].")
+            body = json.dumps({"choices": [{"message": {"content": text}}],
+                               "usage": {"completion_tokens": 7}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = tmp_path / "served"
+        shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        args = FAST + [f"output_dir={run}", "eval.generator=openai", f"eval.base_url={url}",
+                       "eval.served_models={base: base-served, saro: saro-served}", "eval.arms=[base, saro]",
+                       "eval.sets=[harmful]"]
+        assert main(["--stages", "eval,report", *sets(*args)]) == 0
+    finally:
+        server.shutdown()
+    assert set(seen) == {"base-served", "saro-served"}
+    report = json.loads((run / "report.json").read_text())
+    assert report["arms"]["base"]["harmful_asr"] == 1.0 and report["arms"]["saro"]["harmful_asr"] == 0.0
+    row = read_jsonl(run / "eval/saro/harmful.jsonl")[0]
+    assert row["reasoning"] == ["Wait — this asks for harm (P1)."] and row["tokens"] == 7
+
+
+def test_accelerate_launch_config(monkeypatch, default_recipe, tmp_path):
+    """Under `accelerate launch` (WORLD_SIZE > 1) each process loads onto its LOCAL_RANK GPU and DDP
+    skips the unused-parameter search (LoRA + non-reentrant checkpointing)."""
+    from trl import SFTConfig
+
+    from saro_lite.training import trainer_args
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    args = trainer_args(default_recipe, default_recipe.warmup, tmp_path)
+    assert args["ddp_find_unused_parameters"] is False
+    monkeypatch.setenv("WORLD_SIZE", "1")  # building a config with WORLD_SIZE=2 would start torch.distributed
+    monkeypatch.delenv("LOCAL_RANK")
+    assert "ddp_find_unused_parameters" not in trainer_args(default_recipe, default_recipe.warmup, tmp_path)
+    assert SFTConfig(**args).ddp_find_unused_parameters is False  # a field TRL accepts
