@@ -42,7 +42,7 @@ def test_sigkill_mid_stage_then_same_command_resumes(tmp_path, cache_dir, tiny_r
     assert (out / ".stages/data.json").exists() and not (out / ".stages/warmup.json").exists()
     done = subprocess.run([sys.executable, RUN_ALL, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "stage data: skipped" in done.stdout and "resuming warmup from" in done.stdout
+    assert "stage data: skipped" in done.stdout and "resuming warmup (RW) from" in done.stdout and "checkpoint-20" in done.stdout
     steps = [r["step"] for r in read_jsonl(out / "warmup/metrics.jsonl")]
     assert steps == list(range(1, 61))  # complete, and no step logged twice
     assert (out / ".stages/warmup.json").exists() and (out / "warmup/adapter/adapter_config.json").exists()
