@@ -54,6 +54,27 @@ def list_recipes_table(console) -> None:
     console.print(t)
 
 
+def print_memory_estimate(recipe, console) -> None:
+    """--dry-run: the estimated peak GPU memory per stage (saro_lite.memory; no model is loaded).
+    Skipped for the tiny model, and said so when the recipe lacks model.arch numbers."""
+    from . import memory
+    from .errors import UserError
+
+    if recipe.model.name_or_path == "tiny":
+        return
+    try:
+        est = memory.estimate(recipe, "cuda")
+    except UserError as e:
+        console.print(f"memory estimate skipped: {e}")
+        return
+    console.print(memory.format_table(est, title=f"estimated peak GPU memory (GiB), {recipe.stem}"))
+    stage, top = memory.peak(est)
+    target = memory.vram_target_gb(recipe.source_path) if recipe.source_path else None
+    console.print(f"estimated peak: {top:.2f} GiB in {stage}" + (f"; the recipe targets {target:g} GB" if target else "")
+                  + "  (measure it without a download: python -m saro_lite.memory --recipe "
+                  + f"{recipe.source_path} --bench)")
+
+
 def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
     from rich.table import Table
 
@@ -146,11 +167,15 @@ def run_pipeline(args, console) -> int:
     if args.dry_run:
         pipe.check_needs(stages)
         print_plan(pipe, stages, args.fresh, console)
+        print_memory_estimate(recipe, console)
         console.print("dry run: recipe and data files are valid; nothing was run")
         return 0
     t0 = time.time()
     ctx = Context(recipe, pipe.run_dir, console)
     pipe.check_needs(stages)
+    from .pipeline import quiet_libraries
+
+    quiet_libraries()  # before the tiny base is built and pretrained
     ctx.model_path = resolve_model_path(recipe, console)
     pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
     outcome = pipe.run(stages, fresh=args.fresh, ctx=ctx)
@@ -180,8 +205,34 @@ def guarded(fn, args, debug: bool) -> int:
         return 130
 
 
+def tune_malloc() -> bool:
+    """Keep PyTorch's per-step CPU buffers in the heap instead of returning them to the OS.
+
+    glibc serves large allocations with mmap and gives them back on free, so every training step on the
+    CPU pays fresh page faults and zeroing for the same activation and gradient buffers. Raising the mmap
+    and trim thresholds (as `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...` would) made the tiny base's
+    pretraining about 1.4x faster on 2 cores (24.6 s -> 16.8-18.1 s for 60 steps). Linux/glibc only; a no-op
+    elsewhere, and SARO_LITE_MALLOC_TUNING=0 turns it off."""
+    import os
+
+    if os.environ.get("SARO_LITE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl or another libc
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+    ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1
+    ok &= libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    ok &= libc.mallopt(m_top_pad, 256 << 20) == 1
+    return bool(ok)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tune_malloc()
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

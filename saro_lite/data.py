@@ -11,11 +11,12 @@ Sources (`data.source`):
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from .errors import UserError
 from .fileio import read_jsonl, write_json, write_jsonl
-from .records import STARTER_DIR, balanced_limit, load_rit_d, prompt_record
+from .records import STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record
 
 
 def teacher_prompts(r) -> list[dict]:
@@ -55,9 +56,50 @@ def load_rows(ctx) -> tuple[list[dict], str]:
     return balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed), str(path)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def shorten(row: dict, max_steps: int | None = None, max_sentences: int | None = None) -> dict:
+    """A shorter RIT-D trace (data.max_reasoning_steps / data.max_answer_sentences; None = as is):
+    the first max_steps - 1 reasoning steps plus the last one (the decision), and the answer's first
+    max_sentences sentences. The trace still ends with its verdict and the answer."""
+    steps, answer = list(row["reasoning"]), row["answer"].strip()
+    if max_steps and len(steps) > max_steps:
+        steps = steps[:max_steps - 1] + steps[-1:]
+    if max_sentences:
+        answer = " ".join(_SENTENCE_END.split(answer)[:max_sentences])
+    return {**row, "reasoning": steps, "answer": answer}
+
+
+def pair_traces(rows: list[dict]) -> list[dict]:
+    """data.add_pair_traces: the chosen sides of the starter OP-COT / PP-COT pairs as RIT-D records
+    (PP: the shared prefix + the chosen steps), skipping prompts already in `rows` and the kinds not
+    in them."""
+    seen = {x["prompt"].strip().lower() for x in rows}
+    kinds = {x["kind"] for x in rows}
+    out = []
+    for p in load_op(STARTER_DIR / "op_cot.jsonl") + load_pp(STARTER_DIR / "pp_cot.jsonl"):
+        key = p["prompt"].strip().lower()
+        if key in seen or p["kind"] not in kinds:
+            continue
+        seen.add(key)
+        c = p["chosen"]
+        steps = c["reasoning"] if "reasoning" in c else p["prefix"] + c["steps"]
+        out.append({**prompt_record(p), "reasoning": steps, "answer": c["answer"]})
+    return out
+
+
 def run(ctx) -> None:
     r = ctx.recipe
     rows, path = load_rows(ctx)
+    if r.data.add_pair_traces:
+        extra = pair_traces(rows)
+        rows = rows + extra
+        ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT pairs")
+    if r.data.max_reasoning_steps or r.data.max_answer_sentences:
+        rows = [shorten(x, r.data.max_reasoning_steps, r.data.max_answer_sentences) for x in rows]
+        ctx.console.print(f"RIT-D shortened: at most {r.data.max_reasoning_steps or 'all'} reasoning steps, "
+                          f"{r.data.max_answer_sentences or 'all'} answer sentences")
     write_jsonl(ctx.path("data/prompts.jsonl"), [prompt_record(x) for x in rows])
     write_jsonl(ctx.path("data/rit_d.jsonl"), rows)
     counts = Counter(x["kind"] for x in rows)

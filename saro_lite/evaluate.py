@@ -149,24 +149,47 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def arm_metrics(rows_by_set: dict[str, list[dict]]) -> dict:
+def _rate_with_ci(m: dict, key: str, values, n_boot: int, seed: int) -> None:
+    from .analysis import bootstrap_ci
+
+    values = [bool(v) if isinstance(v, bool) else v for v in values]
+    m[key] = _mean(values)
+    if n_boot and values:
+        m[f"{key}_ci"] = list(bootstrap_ci(values, n_boot=n_boot, seed=seed))
+
+
+def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: int = 0) -> dict:
     """The report's per-arm metrics (architecture.md names) from the built-in sets, plus n per set.
+    Rates carry a 95% percentile-bootstrap interval under `<name>_ci` (n_boot=0: none).
+    Attack success counts `unsafe` when a safety judge (guard/api) labelled the row, else "complied" by
+    the refusal judge; rows the safety judge could not decide are left out.
     Extra sets are reported per set and kind (report.per_set), not mixed into these."""
+    from .analysis import reflection_metrics
+    from .safety_judges import attack_success
+
     n_all = {name: len(rows) for name, rows in rows_by_set.items()}
     rows_by_set = {k: v for k, v in rows_by_set.items() if k in BUILTIN_SETS}
     m: dict = {}
     for set_name, key in SAFETY_SETS.items():
         if set_name in rows_by_set:
-            m[key] = _mean(not r["refused"] for r in rows_by_set[set_name])
+            decided = [x for x in (attack_success(r) for r in rows_by_set[set_name]) if x is not None]
+            _rate_with_ci(m, key, decided, n_boot, seed)
     benign = [r for rows in rows_by_set.values() for r in rows if r["kind"] in OVER_REFUSAL_KINDS]
-    m["over_refusal_rate"] = _mean(r["refused"] for r in benign)
+    _rate_with_ci(m, "over_refusal_rate", [r["refused"] for r in benign], n_boot, seed)
     general = [r for rows in rows_by_set.values() for r in rows if "correct" in r]
-    m["general_accuracy"] = _mean(r["correct"] for r in general)
+    _rate_with_ci(m, "general_accuracy", [r["correct"] for r in general], n_boot, seed)
     every = [r for rows in rows_by_set.values() for r in rows]
     m["avg_response_tokens"] = _mean(r["tokens"] for r in every)
     m["avg_reasoning_tokens"] = _mean(r["reasoning_tokens"] for r in every)
     m["avg_answer_tokens"] = _mean(r["answer_tokens"] for r in every)
-    m["reflection_rate"] = _mean(r["reflection"] for r in every)
+    # Replies cut by max_new_tokens: judged as written, but a high share means the numbers above
+    # partly measure unfinished text (raise eval.max_new_tokens).
+    m["unfinished_rate"] = _mean(not r.get("finished", True) for r in every)
+    refl = reflection_metrics(every, n_boot=n_boot or 1, seed=seed)
+    for key in ("reflection_rate", "self_correction_rate", "first_reflection_position"):
+        m[key] = refl[key]
+        if n_boot and refl.get(f"{key}_ci"):
+            m[f"{key}_ci"] = refl[f"{key}_ci"]
     m["n"] = n_all
     return m
 
@@ -307,10 +330,52 @@ def run(ctx) -> None:
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
                               for x, g in zip(rows, gens)]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
+                if model is not None and arm in r.eval.embedding_arms:
+                    progress.update(task, description=f"{arm}/embeddings")
+                    save_embeddings(ctx, arm, model, tok, renderer, sets)
+    arms.model = None  # free the arms before a guard model loads
+    if r.eval.judge != "refusal":
+        judge_safety(ctx, sets)
     for arm in all_arms(r):
-        m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets})
+        m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets}, n_boot=0)
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()
                                                  if isinstance(v, float)))
+
+
+def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, list[dict]]) -> None:
+    """Figure 3's input: mean-pooled last-layer hidden states of the built-in sets' prompts, as the
+    model sees them (chat-rendered), with each prompt's kind -> eval/<arm>/embeddings.npz."""
+    import io
+
+    import numpy as np
+
+    from .analysis import prompt_embeddings
+    from .fileio import atomic_write_bytes
+
+    rows = [x for name, rs in sets.items() if name in BUILTIN_SETS for x in rs]
+    emb = prompt_embeddings(model, tokenizer, [renderer.prompt(x["prompt"]) for x in rows],
+                            batch_size=ctx.recipe.eval.batch_size, add_special_tokens=False)
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=emb, kinds=np.asarray([x.get("kind", "") for x in rows]),
+             ids=np.asarray([str(x["id"]) for x in rows]))
+    atomic_write_bytes(ctx.path(f"eval/{arm}/embeddings.npz"), buf.getvalue())
+
+
+def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
+    """eval.judge guard/api: label the harmful and jailbreak replies of every arm safe/unsafe (the
+    refusal labels stay: over-refusal is the refusal judge's)."""
+    from .safety_judges import annotate_safety, build_judge
+
+    e = ctx.recipe.eval
+    judge = build_judge(e.judge, guard_model=e.guard_model, load_in_4bit=e.guard_load_in_4bit,
+                        batch_size=e.batch_size, api_settings=e.judge_api or None, console=ctx.console)
+    for arm in all_arms(ctx.recipe):
+        for name in sets:
+            path = ctx.path(f"eval/{arm}/{name}.jsonl")
+            rows = read_jsonl(path)
+            if rows and rows[0].get("kind") in SAFETY_SETS or name in SAFETY_SETS:
+                ctx.console.print(f"{e.judge} judge: {arm}/{name} ({len(rows)} replies)")
+                write_jsonl(path, annotate_safety(rows, judge))
 
 
 def main(argv=None):

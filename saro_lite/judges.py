@@ -5,6 +5,12 @@ the reasoning block removed and labels it full_compliance / full_refusal / parti
 
     python run_all.py judge --input replies.csv --response-field completion --prompt-field prompt \\
         --output judged.jsonl
+    python run_all.py judge --input replies.jsonl --response-field response --prompt-field prompt \\
+        --judge guard --guard-model meta-llama/Llama-Guard-3-1B --output judged.jsonl
+    python run_all.py judge --input replies.csv --response-field completion --judge api \\
+        --api-base-url http://localhost:8000/v1 --api-model judge --api-key-env JUDGE_KEY --output judged.jsonl
+
+The guard and API judges live in saro_lite.safety_judges.
 """
 from __future__ import annotations
 
@@ -17,9 +23,7 @@ from pathlib import Path
 from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
 from .refusal_judge import LABELS, Verdict, judge_refusal, strip_reasoning  # noqa: F401  (re-exported)
-
-JUDGES = ("refusal",)
-JUDGE_DESCRIPTIONS = {"refusal": "saro-lite offline refusal judge (rules on the final answer, reasoning removed)"}
+from .safety_judges import JUDGE_DESCRIPTIONS, JUDGE_NAMES as JUDGES  # noqa: F401  (re-exported)
 
 
 def judge_reply(response: str, prompt: str | None = None, open_tag: str = "<think>",
@@ -83,22 +87,14 @@ def judge_file(input_path: Path, response_field: str, prompt_field: str | None, 
 
 def cli(argv: list[str]) -> int:
     from .cli import guarded
+    from .safety_judges import add_judge_arguments, run_judge
 
     p = argparse.ArgumentParser(prog="run_all.py judge", description="label replies as complied/refused")
     p.add_argument("--input", required=True, help="CSV, TSV, JSON or JSONL file")
     p.add_argument("--response-field", required=True, help="column with the model's reply")
     p.add_argument("--prompt-field", default=None, help="column with the prompt (optional)")
-    p.add_argument("--judge", default="refusal", choices=JUDGES)
+    add_judge_arguments(p)
     p.add_argument("--output", required=True, help="JSONL file to write (one row per input row, in order)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
-
-    def run(a, console):
-        rows = judge_file(Path(a.input), a.response_field, a.prompt_field, a.judge)
-        write_jsonl(a.output, rows)  # written only when every row was judged
-        refused = sum(r["refused"] for r in rows)
-        console.print(f"judged {len(rows)} rows with '{a.judge}': {refused} refused, {len(rows) - refused} complied "
-                      f"-> {a.output}")
-        return 0
-
-    return guarded(run, args, args.debug)
+    return guarded(run_judge, args, args.debug)

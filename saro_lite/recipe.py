@@ -68,6 +68,8 @@ class ModelArch:
     intermediate_size: int | None = None
     vocab_size: int | None = None
     tie_word_embeddings: bool = False
+    head_dim: int | None = None  # null: hidden_size / num_attention_heads, or the family's known value
+    model_type: str | None = None  # null: guessed from the model name (qwen2, gemma2, ...)
 
 
 @dataclass
@@ -108,6 +110,14 @@ class Data:
     prompts_path: str | None = None  # teacher: a JSONL of prompt records {id, prompt, kind, ...}
     limit: int | None = _f(None, min=4)  # prompts in total, spread evenly over the kinds
     kinds: list = _f(list(KINDS))
+    # Shorter RW traces for very small models (the toy world): keep at most this many reasoning steps
+    # (the first ones plus the last, which carries the decision) and this many sentences of the answer.
+    # null = off (the traces as written; real recipes leave these off).
+    max_reasoning_steps: int | None = _f(None, min=1)
+    max_answer_sentences: int | None = _f(None, min=1)
+    # Also train RW on the chosen sides of the starter pack's OP-COT / PP-COT pairs (PP: prefix + chosen
+    # steps) as extra RIT-D traces: more prompts for a very small model to generalize from. false = off.
+    add_pair_traces: bool = False
 
 
 @dataclass
@@ -223,6 +233,17 @@ class Eval:
     extra_arms: list = _f([])
     attack_templates: list | None = None
     attacks_per_prompt: int = _f(1, min=0)
+    # Attack success on harmful/jailbreak sets: refusal (offline: complied = success), guard (a
+    # Llama-Guard-style classifier: unsafe = success) or api (an OpenAI-compatible endpoint with a rubric;
+    # judge_api: {base_url, model, api_key_env}). Over-refusal always comes from the offline refusal judge.
+    judge: str = _f("refusal", choices=("refusal", "guard", "api"))
+    guard_model: str = "meta-llama/Llama-Guard-3-1B"
+    guard_load_in_4bit: bool = True
+    judge_api: dict = _f({})
+    # Figure 3: mean-pooled last-layer embeddings of the eval prompts for these arms, where they are in
+    # eval.arms ([] = off).
+    embedding_arms: list = _f(["base", "saro"])
+    bootstrap_samples: int = _f(1000, min=0)  # 95% intervals on every rate (0 = none)
 
 
 @dataclass
@@ -393,6 +414,20 @@ def _cross_checks(r: Recipe, where: str) -> None:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
     if r.eval.generator == "openai" and not r.eval.base_url:
         raise UserError(f"{where}: eval.base_url: required with eval.generator openai (e.g. http://localhost:8000/v1)")
+    if "api_key" in r.eval.judge_api:
+        raise UserError(f"{where}: eval.judge_api.api_key: keys never go in a recipe; name the environment "
+                        f"variable that holds it with api_key_env")
+    if r.eval.judge == "api":
+        if not r.eval.judge_api.get("base_url") or not r.eval.judge_api.get("model"):
+            raise UserError(f"{where}: eval.judge_api: needs base_url and model with eval.judge api "
+                            f"(e.g. {{base_url: http://localhost:8000/v1, model: judge, api_key_env: JUDGE_KEY}})")
+        from .safety_judges import judge_api_settings
+
+        judge_api_settings(r.eval.judge_api)  # unknown keys are an error here, before any model loads
+    known_arms = {"base", "rw", "saro", "safety_sft", "dpo"}
+    for a in r.eval.embedding_arms:
+        if a not in known_arms:
+            raise UserError(f"{where}: eval.embedding_arms: unknown arm '{a}'{_closest(str(a), sorted(known_arms))}")
     for i, a in enumerate(r.eval.extra_arms):
         if not isinstance(a, dict) or not a.get("name") or not a.get("model"):
             raise UserError(f"{where}: eval.extra_arms[{i}]: needs name and model (adapter optional); got {a!r}")

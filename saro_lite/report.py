@@ -8,11 +8,15 @@ from pathlib import Path
 
 from .evaluate import all_arms, arm_metrics, eval_set_names
 from .fileio import atomic_write_text, read_jsonl, write_json
-from .judges import JUDGE_DESCRIPTIONS
+from .safety_judges import JUDGE_DESCRIPTIONS, attack_success_rate
 
 MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
                 ("over_refusal_rate", "over-ref↓"), ("general_accuracy", "gen acc↑"),
                 ("avg_response_tokens", "tokens"), ("reflection_rate", "reflect")]
+# The second table: how the arms reason and what it costs (Figure 5 and token cost in numbers).
+REASONING_METRICS = [("avg_reasoning_tokens", "reasoning tok"), ("avg_answer_tokens", "answer tok"),
+                     ("reflection_rate", "reflection"), ("self_correction_rate", "self-correction"),
+                     ("first_reflection_position", "first reflection (0-1)"), ("unfinished_rate", "unfinished")]
 
 
 def fmt(v) -> str:
@@ -23,14 +27,25 @@ def fmt(v) -> str:
     return str(v)
 
 
+def fmt_ci(m: dict, key: str) -> str:
+    ci = m.get(f"{key}_ci")
+    return fmt(m.get(key)) + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci and m.get(key) is not None else "")
+
+
 def collect(run_dir: Path, recipe) -> dict:
     arms = {}
     rows = {}
+    e = recipe.eval
     for arm in all_arms(recipe):
         rows[arm] = {name: read_jsonl(run_dir / f"eval/{arm}/{name}.jsonl") for name in eval_set_names(recipe)}
-        arms[arm] = arm_metrics(rows[arm])
-    report = {"arms": arms, "judge": {"refusal": JUDGE_DESCRIPTIONS["refusal"]},
-              "recipe": recipe.source_path, "model": recipe.model.name_or_path}
+        arms[arm] = arm_metrics(rows[arm], n_boot=e.bootstrap_samples, seed=recipe.seed)
+    judge = {"refusal": JUDGE_DESCRIPTIONS["refusal"], "attack_success": "refusal"}
+    if e.judge != "refusal":
+        judge["attack_success"] = e.judge
+        judge[e.judge] = JUDGE_DESCRIPTIONS[e.judge] + (f" ({e.guard_model})" if e.judge == "guard" else
+                                                         f" ({e.judge_api.get('model')})")
+    report = {"arms": arms, "judge": judge, "recipe": recipe.source_path, "model": recipe.model.name_or_path,
+              "bootstrap_samples": e.bootstrap_samples}
     summary = run_dir / "srpo/summary.json"
     if summary.exists():
         import json
@@ -49,7 +64,7 @@ def per_template(rows: list[dict]) -> dict:
     for r in rows:
         key = f"template:{r['template']}" if "template" in r else f"wrapper:{r.get('wrapper', 'other')}"
         groups.setdefault(key, []).append(r)
-    return {k: {"n": len(v), "asr": sum(not r["refused"] for r in v) / len(v)} for k, v in sorted(groups.items())}
+    return {k: {"n": len(v), "asr": attack_success_rate(v)} for k, v in sorted(groups.items())}
 
 
 def set_summary(rows: list[dict]) -> dict:
@@ -98,20 +113,49 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     arms = list(report["arms"])
     lines = [f"# saro-lite report — `{Path(recipe.source_path).name}`", ""]
     if is_tiny:
-        lines += ["> **Tiny offline default.** These numbers come from a tiny model trained for seconds on a CPU; "
-                  "they only show that the mechanics work end to end. They are not evidence about the method "
-                  "on real models.", ""]
-    lines += [f"Base model: `{report['model']}`. Safety numbers: share of replies judged as complying "
-              f"(ASR) or refusing (over-refusal) by the **{report['judge']['refusal']}**.", "",
-              "## Main table", "", "| arm | " + " | ".join(label for _, label in MAIN_METRICS) + " |",
+        lines += ["> **Tiny offline default.** A 0.3M-parameter model built on the fly, pretrained for seconds into "
+                  "an unaligned chat model, then aligned with RW and SRPO on a CPU. It shows the method's "
+                  "mechanics and the direction of its effects (base complies, RW/SaRO refuse harmful prompts) "
+                  "in miniature; it is not evidence about the method on real 7B models, and one seed's "
+                  "numbers vary by ±10–15 points (see the intervals).", ""]
+    j = report["judge"]
+    safety = (f"Attack success (ASR) counts replies judged **unsafe** by the **{j[j['attack_success']]}**; "
+              if j["attack_success"] != "refusal" else
+              "Attack success (ASR) counts replies judged as **complying** by the **" + j["refusal"] + "**; ")
+    lines += [f"Base model: `{report['model']}`. " + safety +
+              f"over-refusal counts benign and borderline prompts refused, by the **{j['refusal']}**.", ""]
+    if report.get("bootstrap_samples"):
+        lines += [f"Brackets: 95% percentile-bootstrap intervals ({report['bootstrap_samples']} resamples). "
+                  "With tens of prompts per set they are wide; an interval of [0.00–0.00] from a handful of "
+                  "rows does not pin a rate down — read each with its n (per-set table).", ""]
+    lines += ["## Main table", "", "| arm | " + " | ".join(label for _, label in MAIN_METRICS) + " |",
               "|---|" + "---|" * len(MAIN_METRICS)]
     for arm in arms:
         m = report["arms"][arm]
-        lines.append(f"| {arm} | " + " | ".join(fmt(m.get(k)) for k, _ in MAIN_METRICS) + " |")
+        lines.append(f"| {arm} | " + " | ".join(fmt_ci(m, k) for k, _ in MAIN_METRICS) + " |")
     if "srpo" in report:
         s = report["srpo"]
         lines += ["", f"SRPO held-out reward accuracy **{fmt(s.get('val_reward_accuracy'))}**, reward margin "
                       f"**{fmt(s.get('val_reward_margin'))}** on {s.get('val_pairs')} validation pairs."]
+    lines += ["", "## Reasoning and cost", "",
+              "Reflection: a reasoning step with a marker such as *wait*, *on second thought*, *let me check*; "
+              "self-correction: the decision changes across the first reflection; first reflection position: "
+              "0 = the first step, 1 = the last (SRPO is meant to move it earlier). Unfinished: replies cut by "
+              "`eval.max_new_tokens` (judged as written).", "",
+              "| arm | " + " | ".join(label for _, label in REASONING_METRICS) + " |",
+              "|---|" + "---|" * len(REASONING_METRICS)]
+    for arm in arms:
+        m = report["arms"][arm]
+        lines.append(f"| {arm} | " + " | ".join(fmt_ci(m, k) for k, _ in REASONING_METRICS) + " |")
+    emb = report.get("embeddings") or {}
+    if emb:
+        lines += ["", "## Embedding analysis (Figure 3)", "",
+                  "Mean-pooled last-layer hidden states of the eval prompts, centred, cosine geometry. "
+                  "Silhouette > 0 means prompts of one kind sit closer to each other than to other kinds; "
+                  "harmful-vs-benign > 1 means the two groups lie further apart than they are wide.", "",
+                  "| arm | n | silhouette | harmful vs benign |", "|---|---|---|---|"]
+        for arm, sep in emb.items():
+            lines.append(f"| {arm} | {sep['n']} | {fmt(sep.get('silhouette'))} | {fmt(sep.get('harmful_vs_benign'))} |")
     lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
     for arm, by_set in report["per_set"].items():
         for name, v in by_set.items():
@@ -156,7 +200,22 @@ def print_table(report: dict, console) -> None:
     console.print(t)
 
 
+def embeddings(run_dir: Path, recipe) -> dict:
+    """{arm: (embeddings, kinds)} for the arms whose eval wrote embeddings.npz."""
+    import numpy as np
+
+    out = {}
+    for arm in recipe.eval.embedding_arms:
+        path = run_dir / f"eval/{arm}/embeddings.npz"
+        if path.exists():
+            with np.load(path) as z:
+                out[arm] = (z["embeddings"], z["kinds"].tolist())
+    return out
+
+
 def run(ctx) -> None:
+    from .analysis import pattern_counts, plot_embeddings, plot_reflection, separation
+
     r = ctx.recipe
     report, rows = collect(ctx.run_dir, r)
     figures = []
@@ -164,6 +223,15 @@ def run(ctx) -> None:
         figures.append("figures/reward_tracking.png")
     plot_tokens(report, ctx.path("figures/token_cost.png"))
     figures.append("figures/token_cost.png")
+    own = {a: by_set for a, by_set in rows.items()}
+    report["reflection_patterns"] = pattern_counts(own)
+    plot_reflection(report["reflection_patterns"], ctx.path("figures/reflection_patterns.png"))
+    figures.append("figures/reflection_patterns.png")
+    emb = embeddings(ctx.run_dir, r)
+    if emb:
+        report["embeddings"] = {arm: separation(x, kinds) for arm, (x, kinds) in emb.items()}
+        plot_embeddings(emb, ctx.path("figures/embeddings.png"))
+        figures.append("figures/embeddings.png")
     write_json(ctx.path("report.json"), report)
     atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
     print_table(report, ctx.console)

@@ -16,8 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Small and fast, but large enough that learning is visible.
-FAST = ["data.limit=48", "warmup.max_steps=30", "warmup.per_device_train_batch_size=8",
+# Small and fast, but large enough that learning is visible. The first line pins the mechanics
+# configuration (real QLoRA: NF4 base + LoRA, on a random-init tiny model) independently of the
+# tiny-cpu defaults, which run the toy world (pretrained base, full fine-tuning; see test_toy_world.py).
+FAST = ["model.finetune=lora", "model.load_in_4bit=true", "model.lora_dropout=0.0", "model.tiny.vocab_size=1024",
+        "model.tiny.pretrain_steps=0", "warmup.learning_rate=5e-3", "warmup.gradient_accumulation_steps=1",
+        "warmup.save_steps=30", "srpo.learning_rate=2e-3", "srpo.loss_type=[sigmoid]", "srpo.save_steps=20",
+        "data.limit=48", "warmup.max_steps=30", "warmup.per_device_train_batch_size=8",
         "pairs.op_limit=48", "pairs.pp_limit=24", "pairs.val_size=8", "srpo.max_steps=16",
         "srpo.track_every=8", "srpo.per_device_train_batch_size=8", "eval.limit_per_set=4",
         "eval.max_new_tokens=48"]
@@ -66,7 +71,8 @@ def tokenizer(tiny_recipe):
 def default_recipe(cache_dir):
     from saro_lite.recipe import load_recipe
 
-    return load_recipe(None)
+    # the tiny-cpu recipe with the mechanics model (no pretraining: the tokenizer fixtures stay instant)
+    return load_recipe(None, [x for x in FAST if x.startswith("model.")])
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,10 @@ def test_help_is_instant_and_lists_the_contract():
     (["--set", "srpo.beta"], "expected KEY=VALUE"),
     (["--set", "srpo.beta=0"], "srpo.beta: must be > 0"),
     (["--set", "warmup.max_stpes=3"], "did you mean 'warmup.max_steps'"),
+    (["--set", "eval.judge=api"], "eval.judge_api: needs base_url and model"),
+    (["--set", "eval.judge=llm"], "eval.judge"),
+    (["--set", "eval.judge_api={base_url: 'http://x/v1', model: j, api_key: sk-123}"], "keys never go in a recipe"),
+    (["--set", "eval.embedding_arms=[base,sarro]"], "eval.embedding_arms: unknown arm 'sarro'"),
 ])
 def test_user_mistakes_exit_2_without_traceback(args, needle):
     p = run_cli(*args, "--dry-run")
@@ -51,3 +55,25 @@ def test_stage_needing_missing_outputs_names_the_stage(tmp_path):
     p = run_cli("--stages", "srpo", "--set", f"output_dir={tmp_path}/empty")
     assert p.returncode == 2
     assert "needs the outputs of stage 'warmup'" in p.stderr and "--stages warmup,srpo" in p.stderr
+
+
+def test_dry_run_estimates_gpu_memory_for_a_real_recipe(tmp_path):
+    """--dry-run on a real recipe prints the per-stage peak-memory estimate from the recipe's
+    architecture numbers, next to the VRAM the recipe targets, without loading anything."""
+    local = tmp_path / "qwen"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    p = run_cli("--recipe", "recipes/qwen2.5-1.5b-instruct.yaml", "--set", f"model.name_or_path={local}",
+                "--set", f"output_dir={tmp_path / 'run'}", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "estimated peak GPU memory" in p.stdout and "srpo" in p.stdout and "targets 6 GB" in p.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_malloc_tuning_is_applied_on_linux(monkeypatch):
+    from saro_lite.cli import tune_malloc
+
+    monkeypatch.setenv("SARO_LITE_MALLOC_TUNING", "0")
+    assert tune_malloc() is False
+    monkeypatch.setenv("SARO_LITE_MALLOC_TUNING", "1")
+    assert tune_malloc() is sys.platform.startswith("linux")

@@ -53,3 +53,37 @@ def test_record_validation_names_the_record(tmp_path):
 def test_starter_pack_loads():
     assert len(load_rit_d(STARTER_DIR / "rit_d.jsonl")) >= 40
     assert len(load_op(STARTER_DIR / "op_cot.jsonl")) >= 40
+
+
+def test_shorten_keeps_the_decision_and_first_sentences():
+    from saro_lite.data import shorten
+
+    row = {"id": "a", "prompt": "p", "kind": "benign", "reasoning": ["s1", "s2", "s3", "s4", "Decision: help."],
+           "answer": "First sentence. Second one! Third? Fourth."}
+    assert shorten(row) == row  # both off: unchanged
+    short = shorten(row, max_steps=3, max_sentences=2)
+    assert short["reasoning"] == ["s1", "s2", "Decision: help."]
+    assert short["answer"] == "First sentence. Second one!"
+    assert row["reasoning"][1] == "s2" and len(row["reasoning"]) == 5  # the input is not modified
+    assert shorten(row, max_steps=1)["reasoning"] == ["Decision: help."]
+    assert shorten(row, max_steps=9, max_sentences=9) == {**row, "answer": row["answer"]}
+
+
+def test_shorten_is_off_by_default_in_the_recipe():
+    from saro_lite.recipe import Data
+
+    assert Data().max_reasoning_steps is None and Data().max_answer_sentences is None
+
+
+def test_pair_traces_adds_chosen_sides_of_new_prompts():
+    from saro_lite.data import pair_traces
+    from saro_lite.recipe import Data
+
+    assert Data().add_pair_traces is False
+    rit = load_rit_d(STARTER_DIR / "rit_d.jsonl")
+    extra = pair_traces(rit)
+    assert extra and all(x["reasoning"] and x["answer"] for x in extra)
+    prompts = [x["prompt"].strip().lower() for x in rit + extra]
+    assert len(prompts) == len(set(prompts))  # no prompt twice
+    only_harmful = pair_traces([x for x in rit if x["kind"] == "harmful"])
+    assert {x["kind"] for x in only_harmful} == {"harmful"}
