@@ -2,6 +2,11 @@
 
     python -m saro_lite.bench                         # the tiny recipe, a run folder under runs/bench
     python -m saro_lite.bench --recipe recipes/qwen2.5-0.5b-instruct.yaml --run runs/bench-q05
+    python -m saro_lite.bench --set eval.limit_per_set=24      # overrides go to every command
+
+On the tiny recipe the bench runs the QLoRA path (`model.finetune=lora`, 4-bit base + LoRA, the path
+every real recipe takes; the toy default fine-tunes fully) with 8 eval prompts per set, so the
+one-at-a-time eval stays a few minutes; other recipes run as written.
 
 Measures:
 - eval:      `--stages eval --fresh --set eval.batch_size=1` vs the same batched (target: >= 4x faster)
@@ -23,11 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 PLAIN_SFT = r'''
 import json, sys, tempfile, time, torch
+from saro_lite.cli import tune_malloc; tune_malloc()  # the same allocator settings as the kit: a fair race
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from trl import SFTConfig, SFTTrainer
-path, data, steps, bs, lr, max_len, r, alpha, q4 = sys.argv[1:10]
+path, data, steps, bs, ga, lr, max_len, r, alpha, q4 = sys.argv[1:11]
 tok = AutoTokenizer.from_pretrained(path); tok.eos_token = "<|im_end|>"
 rows = [json.loads(l) for l in open(data)]
 def prompt(t): return tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
@@ -39,6 +45,7 @@ if q4 == "1":
         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
 model = AutoModelForCausalLM.from_pretrained(path, device_map={"": "cpu"}, **kw)
 args = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=int(steps), per_device_train_batch_size=int(bs),
+                 gradient_accumulation_steps=int(ga),
                  learning_rate=float(lr), max_length=int(max_len), use_cpu=True, bf16=False,
                  gradient_checkpointing=False, logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
                  lr_scheduler_type="constant_with_warmup", warmup_steps=5, optim="adamw_torch",
@@ -59,9 +66,13 @@ def run_cmd(args: list[str]) -> float:
     return time.time() - t0
 
 
+TINY_BENCH = ["model.finetune=lora", "eval.limit_per_set=8"]
+EXTRA: list[str] = []  # --set overrides for every command
+
+
 def sets(run: str, *items: str) -> list[str]:
     out = ["--set", f"output_dir={run}"]
-    for it in items:
+    for it in [*EXTRA, *items]:
         out += ["--set", it]
     return out
 
@@ -81,7 +92,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m saro_lite.bench")
     p.add_argument("--recipe", default=str(REPO / "recipes/tiny-cpu.yaml"))
     p.add_argument("--run", default="runs/bench")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="recipe override for every command (default on the tiny recipe: "
+                        + " ".join(TINY_BENCH) + ")")
     args = p.parse_args(argv)
+    EXTRA[:] = args.set if args.set is not None else (TINY_BENCH if Path(args.recipe).stem == "tiny-cpu" else [])
+    if EXTRA:
+        print("overrides: " + " ".join(EXTRA), flush=True)
     base = ["--recipe", args.recipe]
     run = args.run
     results: dict = {}
@@ -115,7 +132,8 @@ def main(argv=None) -> int:
     kit = json.loads((Path(run) / "warmup/summary.json").read_text())["train_runtime"]
     steps = r.warmup.max_steps
     out = subprocess.run([sys.executable, "-c", PLAIN_SFT, r.model.name_or_path, str(Path(run) / "data/rit_d.jsonl"),
-                          str(steps), str(r.warmup.per_device_train_batch_size), str(r.warmup.learning_rate),
+                          str(steps), str(r.warmup.per_device_train_batch_size),
+                          str(r.warmup.gradient_accumulation_steps), str(r.warmup.learning_rate),
                           str(r.warmup.max_length), str(r.model.lora_r), str(r.model.lora_alpha),
                           "1" if r.model.load_in_4bit else "0"], capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
@@ -127,7 +145,8 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"saro-lite bench ({Path(args.recipe).name})")
+    results["overrides"] = list(EXTRA)
+    t = Table(title=f"saro-lite bench ({Path(args.recipe).name} {' '.join(EXTRA)})")
     for c in ("measure", "values", "ratio", "target"):
         t.add_column(c)
     t.add_row("eval batched vs batch 1", f"{results['eval']['batch1_s']} s vs {results['eval']['batched_s']} s",

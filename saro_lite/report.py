@@ -52,6 +52,17 @@ def collect(run_dir: Path, recipe) -> dict:
 
         s = json.loads(summary.read_text())
         report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
+    import json
+
+    memory = {}
+    for stage in ("warmup", "srpo"):  # measured peak GPU memory (training stages on CUDA only)
+        path = run_dir / f"{stage}/summary.json"
+        if path.exists():
+            got = {k: v for k, v in json.loads(path.read_text()).items() if k.startswith("cuda_max_memory")}
+            if got:
+                memory[stage] = got
+    if memory:
+        report["gpu_memory"] = memory
     per_set = {arm: {name: set_summary(rs) for name, rs in by_set.items()} for arm, by_set in rows.items()}
     report["per_set"] = per_set
     report["per_template"] = {arm: per_template(by_set.get("jailbreak", [])) for arm, by_set in rows.items()}
@@ -137,6 +148,9 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
         s = report["srpo"]
         lines += ["", f"SRPO held-out reward accuracy **{fmt(s.get('val_reward_accuracy'))}**, reward margin "
                       f"**{fmt(s.get('val_reward_margin'))}** on {s.get('val_pairs')} validation pairs."]
+    for stage, mem in report.get("gpu_memory", {}).items():
+        lines += ["", f"Peak GPU memory in {stage}: {mem.get('cuda_max_memory_allocated_gb')} GiB allocated, "
+                      f"{mem.get('cuda_max_memory_reserved_gb')} GiB reserved (torch.cuda.max_memory_*)."]
     lines += ["", "## Reasoning and cost", "",
               "Reflection: a reasoning step with a marker such as *wait*, *on second thought*, *let me check*; "
               "self-correction: the decision changes across the first reflection; first reflection position: "

@@ -338,3 +338,20 @@ def test_accelerate_launch_config(monkeypatch, default_recipe, tmp_path):
     monkeypatch.delenv("LOCAL_RANK")
     assert "ddp_find_unused_parameters" not in trainer_args(default_recipe, default_recipe.warmup, tmp_path)
     assert SFTConfig(**args).ddp_find_unused_parameters is False  # a field TRL accepts
+
+
+def test_report_shows_measured_gpu_memory(tmp_path, tiny_report):
+    """On CUDA the training stages record torch.cuda.max_memory_*; the report carries them."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_report, run)
+    summary = json.loads((run / "srpo/summary.json").read_text())
+    summary.update(cuda_max_memory_allocated_gb=3.21, cuda_max_memory_reserved_gb=3.5)
+    (run / "srpo/summary.json").write_text(json.dumps(summary))
+    assert main(["--stages", "report", "--fresh", *sets(*FAST, f"output_dir={run}")]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["gpu_memory"] == {"srpo": {"cuda_max_memory_allocated_gb": 3.21, "cuda_max_memory_reserved_gb": 3.5}}
+    assert "Peak GPU memory in srpo: 3.21 GiB allocated" in (run / "report.md").read_text()
