@@ -71,12 +71,11 @@ def shorten(row: dict, max_steps: int | None = None, max_sentences: int | None =
     return {**row, "reasoning": steps, "answer": answer}
 
 
-def pair_traces(rows: list[dict]) -> list[dict]:
-    """data.add_pair_traces: the chosen sides of the starter OP-COT / PP-COT pairs as RIT-D records
-    (PP: the shared prefix + the chosen steps), skipping prompts already in `rows` and the kinds not
-    in them."""
+def pair_traces(rows: list[dict], kinds) -> list[dict]:
+    """data.pair_trace_kinds: the chosen sides of the starter OP-COT / PP-COT pairs of these kinds as
+    RIT-D records (PP: the shared prefix + the chosen steps), skipping prompts already in `rows`."""
     seen = {x["prompt"].strip().lower() for x in rows}
-    kinds = {x["kind"] for x in rows}
+    kinds = set(kinds)
     out = []
     for p in load_op(STARTER_DIR / "op_cot.jsonl") + load_pp(STARTER_DIR / "pp_cot.jsonl"):
         key = p["prompt"].strip().lower()
@@ -92,10 +91,11 @@ def pair_traces(rows: list[dict]) -> list[dict]:
 def run(ctx) -> None:
     r = ctx.recipe
     rows, path = load_rows(ctx)
-    if r.data.add_pair_traces:
-        extra = pair_traces(rows)
+    if r.data.pair_trace_kinds:
+        extra = pair_traces(rows, [k for k in r.data.pair_trace_kinds if k in r.data.kinds])
         rows = rows + extra
-        ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT pairs")
+        ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT "
+                          f"pairs ({', '.join(r.data.pair_trace_kinds)})")
     if r.data.max_reasoning_steps or r.data.max_answer_sentences:
         rows = [shorten(x, r.data.max_reasoning_steps, r.data.max_answer_sentences) for x in rows]
         ctx.console.print(f"RIT-D shortened: at most {r.data.max_reasoning_steps or 'all'} reasoning steps, "

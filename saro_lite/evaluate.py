@@ -24,6 +24,7 @@ from .records import STARTER_DIR
 BUILTIN_SETS = ("harmful", "jailbreak", "benign", "borderline", "general")
 SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}
 OVER_REFUSAL_KINDS = ("benign", "borderline")
+SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
 # arm -> the folder whose adapter/model it is
 ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sft", "dpo": "baselines/dpo"}
 
@@ -338,8 +339,8 @@ def run(ctx) -> None:
         judge_safety(ctx, sets)
     for arm in all_arms(r):
         m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets}, n_boot=0)
-        ctx.console.print(f"{arm}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()
-                                                 if isinstance(v, float)))
+        ctx.console.print(f"{arm}: " + ", ".join(f"{k} {m[k]:.2f}" for k in SUMMARY_KEYS
+                                                 if isinstance(m.get(k), float)))
 
 
 def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, list[dict]]) -> None:

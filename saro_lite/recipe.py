@@ -116,8 +116,9 @@ class Data:
     max_reasoning_steps: int | None = _f(None, min=1)
     max_answer_sentences: int | None = _f(None, min=1)
     # Also train RW on the chosen sides of the starter pack's OP-COT / PP-COT pairs (PP: prefix + chosen
-    # steps) as extra RIT-D traces: more prompts for a very small model to generalize from. false = off.
-    add_pair_traces: bool = False
+    # steps) as extra RIT-D traces, for the pairs of these kinds: more prompts for a very small model to
+    # generalize from. [] = off.
+    pair_trace_kinds: list = _f([])
 
 
 @dataclass

@@ -79,11 +79,12 @@ def test_pair_traces_adds_chosen_sides_of_new_prompts():
     from saro_lite.data import pair_traces
     from saro_lite.recipe import Data
 
-    assert Data().add_pair_traces is False
+    assert Data().pair_trace_kinds == []
     rit = load_rit_d(STARTER_DIR / "rit_d.jsonl")
-    extra = pair_traces(rit)
+    extra = pair_traces(rit, ["harmful", "jailbreak", "benign", "borderline"])
     assert extra and all(x["reasoning"] and x["answer"] for x in extra)
     prompts = [x["prompt"].strip().lower() for x in rit + extra]
     assert len(prompts) == len(set(prompts))  # no prompt twice
-    only_harmful = pair_traces([x for x in rit if x["kind"] == "harmful"])
-    assert {x["kind"] for x in only_harmful} == {"harmful"}
+    safe = pair_traces(rit, ["benign", "borderline"])
+    assert safe and {x["kind"] for x in safe} == {"benign", "borderline"}
+    assert pair_traces(rit, []) == []
