@@ -216,6 +216,11 @@ class Pipeline:
                 self.console.print(f"[dim]stage {name}: skipped (finished, same settings)[/]")
                 outcome[name] = "skipped"
                 continue
+            if fresh:  # --fresh means from scratch: no resuming from an earlier run's trainer checkpoints
+                import shutil
+
+                for ckpt in self.run_dir.glob(f"{name}/**/checkpoints"):
+                    shutil.rmtree(ckpt, ignore_errors=True)
             outcome[name] = self.run_stage(name, ctx)
         return outcome
 

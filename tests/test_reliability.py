@@ -124,3 +124,22 @@ def test_out_of_memory_gives_advice_not_a_trace(monkeypatch, tmp_path, capsys, t
     err = capsys.readouterr().err
     assert rc == 2 and "CUDA out of memory" in err and "warmup.per_device_train_batch_size" in err
     assert "warmup.max_length" in err and not (tmp_path / "oom/.stages/warmup.json").exists()
+
+
+def test_fresh_never_resumes_from_old_checkpoints(tmp_path, cache_dir, tiny_run):
+    """--fresh re-runs a stage from scratch even when a checkpoint of the same settings is on disk
+    (resuming at the final checkpoint would train zero steps and silently keep the old result)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    args = ["--stages", "srpo", *sets(*FAST, "srpo.save_steps=8", "srpo.track_every=0", f"output_dir={out}")]
+    first = subprocess.run([sys.executable, RUN_ALL, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert list((out / "srpo/checkpoints").glob("checkpoint-16"))
+    again = subprocess.run([sys.executable, RUN_ALL, *args, "--fresh"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" not in again.stdout
+    steps = [r["step"] for r in read_jsonl(out / "srpo/metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 17))
