@@ -18,6 +18,10 @@ from .fileio import write_jsonl
 from .records import STARTER_DIR, balanced_limit, load_op, load_pp
 
 
+def _num(v, spec: str) -> str:
+    return "n/a (no passing samples)" if v is None else format(v, spec)
+
+
 def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
     rows = []
     for x in op:
@@ -146,8 +150,9 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
     ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample; "
-                      f"Shortest Rejection Sampling saves {srs.get('tokens_saved')} tokens per selected sample "
-                      f"vs the mean accepted ({srs.get('saved_share')}); {len(op)} OP-COT, {len(pp)} PP-COT pairs")
+                      f"Shortest Rejection Sampling saves {_num(srs.get('tokens_saved'), '.1f')} tokens per selected "
+                      f"sample vs the mean accepted ({_num(srs.get('saved_share'), '.0%')}); {len(op)} OP-COT, "
+                      f"{len(pp)} PP-COT pairs")
     return op, pp
 
 
