@@ -91,7 +91,10 @@ def pair_traces(rows: list[dict], kinds) -> list[dict]:
 def run(ctx) -> None:
     r = ctx.recipe
     rows, path = load_rows(ctx)
-    if r.data.pair_trace_kinds:
+    if r.data.pair_trace_kinds and r.data.source != "starter":
+        ctx.console.print(f"data.pair_trace_kinds: skipped (the extra traces come from the starter pack; "
+                          f"data.source is {r.data.source})")
+    elif r.data.pair_trace_kinds:
         extra = pair_traces(rows, [k for k in r.data.pair_trace_kinds if k in r.data.kinds])
         rows = rows + extra
         ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT "

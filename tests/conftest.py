@@ -20,7 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # configuration (real QLoRA: NF4 base + LoRA, on a random-init tiny model) independently of the
 # tiny-cpu defaults, which run the toy world (pretrained base, full fine-tuning; see test_toy_world.py).
 FAST = ["model.finetune=lora", "model.load_in_4bit=true", "model.lora_dropout=0.0", "model.tiny.vocab_size=1024",
-        "model.tiny.pretrain_steps=0", "warmup.learning_rate=5e-3", "warmup.gradient_accumulation_steps=1",
+        "model.tiny.pretrain_steps=0", "data.pair_trace_kinds=[]", "data.max_reasoning_steps=null",
+        "data.max_answer_sentences=null", "warmup.learning_rate=5e-3", "warmup.gradient_accumulation_steps=1",
         "warmup.save_steps=30", "srpo.learning_rate=2e-3", "srpo.loss_type=[sigmoid]", "srpo.save_steps=20",
         "data.limit=48", "warmup.max_steps=30", "warmup.per_device_train_batch_size=8",
         "pairs.op_limit=48", "pairs.pp_limit=24", "pairs.val_size=8", "srpo.max_steps=16",

@@ -15,7 +15,8 @@ def test_pipeline_from_teacher_and_rebuild_from_cache(tmp_path, monkeypatch, cac
             f"output_dir={tmp_path}/run", f"cache_dir={tmp_path}/cache", "data.source=teacher",
             "pairs.source=teacher", "teacher.backend=openai", f"teacher.base_url={stub.url}",
             "teacher.model=stub-model", f"teacher.api_key_env={KEY_ENV}", "teacher.backoff_base=0.001",
-            "teacher.backoff_cap=0.01", "data.limit=8", "pairs.op_limit=8", "pairs.pp_limit=8", "pairs.val_size=8")]
+            "teacher.backoff_cap=0.01", "data.limit=8", "pairs.op_limit=8", "pairs.pp_limit=8", "pairs.val_size=8",
+            "data.max_reasoning_steps=null", "data.max_answer_sentences=null")]  # the teacher's traces as written
         assert main(args) == 0
         calls = len(stub.calls())
         assert calls > 0
