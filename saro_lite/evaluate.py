@@ -153,7 +153,7 @@ def _mean(xs) -> float | None:
 def _rate_with_ci(m: dict, key: str, values, n_boot: int, seed: int) -> None:
     from .analysis import bootstrap_ci
 
-    values = [bool(v) if isinstance(v, bool) else v for v in values]
+    values = list(values)
     m[key] = _mean(values)
     if n_boot and values:
         m[f"{key}_ci"] = list(bootstrap_ci(values, n_boot=n_boot, seed=seed))

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .evaluate import all_arms, arm_metrics, eval_set_names
@@ -48,12 +49,8 @@ def collect(run_dir: Path, recipe) -> dict:
               "bootstrap_samples": e.bootstrap_samples}
     summary = run_dir / "srpo/summary.json"
     if summary.exists():
-        import json
-
         s = json.loads(summary.read_text())
         report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
-    import json
-
     memory = {}
     for stage in ("warmup", "srpo"):  # measured peak GPU memory (training stages on CUDA only)
         path = run_dir / f"{stage}/summary.json"
@@ -237,8 +234,7 @@ def run(ctx) -> None:
         figures.append("figures/reward_tracking.png")
     plot_tokens(report, ctx.path("figures/token_cost.png"))
     figures.append("figures/token_cost.png")
-    own = {a: by_set for a, by_set in rows.items()}
-    report["reflection_patterns"] = pattern_counts(own)
+    report["reflection_patterns"] = pattern_counts(rows)
     plot_reflection(report["reflection_patterns"], ctx.path("figures/reflection_patterns.png"))
     figures.append("figures/reflection_patterns.png")
     emb = embeddings(ctx.run_dir, r)
