@@ -47,7 +47,7 @@ def reply(model, ctx, text: str, max_new_tokens: int) -> tuple[list[str], str, b
     from .generate import generate
 
     g = generate(model, ctx.tokenizer(), [ctx.renderer().prompt(text)], max_new_tokens, batch_size=1,
-                 seed=ctx.recipe.seed)[0]
+                 seed=ctx.recipe.seed, loop=ctx.recipe.model.generation_loop)[0]
     steps, answer = ctx.renderer().parse(g.text)
     return steps, answer, g.finished
 

@@ -320,16 +320,19 @@ def run(ctx) -> None:
         runs += [(spec["name"], lambda s=spec: extra_arm(ctx, s)) for spec in r.eval.extra_arms]
         for arm, opener in runs:
             with opener() as (model, tok, renderer):
-                for name, rows in sets.items():
-                    progress.update(task, description=f"{arm}/{name}")
-                    if model is None:
-                        gens = served_generations(ctx, arm, [x["prompt"] for x in rows], progress, task)
-                    else:
-                        gens = generate(model, tok, [renderer.prompt(x["prompt"]) for x in rows],
-                                        r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
-                                        r.eval.temperature, r.seed, progress, task)
+                # One generation call over every set of the arm: length-sorted batches fill up across
+                # sets (24-prompt sets in batches of 64 would leave most of each batch empty).
+                pooled = [(name, x) for name, rows in sets.items() for x in rows]
+                progress.update(task, description=arm)
+                if model is None:
+                    gens = served_generations(ctx, arm, [x["prompt"] for _, x in pooled], progress, task)
+                else:
+                    gens = generate(model, tok, [renderer.prompt(x["prompt"]) for _, x in pooled],
+                                    r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
+                                    r.eval.temperature, r.seed, progress, task, r.model.generation_loop)
+                for name in sets:
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
-                              for x, g in zip(rows, gens)]
+                              for (n, x), g in zip(pooled, gens) if n == name]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
                 if model is not None and arm in r.eval.embedding_arms:
                     progress.update(task, description=f"{arm}/embeddings")

@@ -22,6 +22,22 @@ def _num(v, spec: str) -> str:
     return "n/a (no passing samples)" if v is None else format(v, spec)
 
 
+def shorten_pairs(op: list[dict], pp: list[dict], max_steps: int | None, max_sentences: int | None):
+    """pairs.shorten: both sides cut like the RW traces (data.shorten: the first max_steps - 1 steps plus
+    the decision step, the answer's first sentences); a PP-COT prefix keeps its last max_steps steps
+    (the step the continuation answers)."""
+    from .data import shorten
+
+    def cut(side: dict, key: str) -> dict:
+        short = shorten({"reasoning": side[key], "answer": side["answer"]}, max_steps, max_sentences)
+        return {**side, key: short["reasoning"], "answer": short["answer"]}
+
+    op = [{**x, "chosen": cut(x["chosen"], "reasoning"), "rejected": cut(x["rejected"], "reasoning")} for x in op]
+    pp = [{**x, "prefix": x["prefix"][-max_steps:] if max_steps else x["prefix"],
+           "chosen": cut(x["chosen"], "steps"), "rejected": cut(x["rejected"], "steps")} for x in pp]
+    return op, pp
+
+
 def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
     rows = []
     for x in op:
@@ -146,7 +162,7 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
                                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
                                             temperature=p.temperature, seed=r.seed, reflection_cue=p.reflection_cue,
                                             use_op=p.use_op, use_pp=p.use_pp, strict=p.strict, progress=progress,
-                                            task=task)
+                                            task=task, loop=r.model.generation_loop)
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
     ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample; "
@@ -172,6 +188,10 @@ def run(ctx) -> None:
     if r.pairs.source != "teacher":  # the teacher path limits its prompts before synthesis
         op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
         pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
+        op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
+        ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
+                          f"steps, {r.data.max_answer_sentences or 'all'} answer sentences")
     write_jsonl(ctx.path("data/op_cot.jsonl"), op)
     write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
     rows = render_pairs(ctx.renderer(), op, pp)

@@ -90,6 +90,10 @@ class Model:
     reasoning_open: str = "<think>"
     reasoning_close: str = "</think>"
     finetune: str = _f("lora", choices=("lora", "full"))
+    # Decode loop for this model's generation (eval, self path, chat). kit: drops finished replies from
+    # the batch as they end (same outputs, faster); transformers: model.generate, for a model whose
+    # forward does not take the standard causal-LM arguments.
+    generation_loop: str = _f("kit", choices=("kit", "transformers"))
     lora_r: int = _f(16, min=1)
     lora_alpha: int = _f(32, min=1)
     lora_dropout: float = _f(0.05, min=0.0, max=1.0)
@@ -207,6 +211,9 @@ class Pairs:
     batch_size: int = _f(8, min=1)
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
     strict: bool = False  # partial refusals of harmful prompts do not pass
+    # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
+    # PP-COT: the prefix keeps its last steps), so SRPO prefers between traces in the style RW taught.
+    shorten: bool = False
 
 
 @dataclass

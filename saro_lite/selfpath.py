@@ -134,7 +134,7 @@ def _check_prompts(prompts: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 def sample_k(model, tokenizer, renderer, prompts: list[dict], k: int, max_new_tokens: int, batch_size: int = 8,
              temperature: float = 0.7, seed: int = 0, progress=None, task=None, min_steps: int = 1,
-             strict: bool = False) -> dict:
+             strict: bool = False, loop: str = "kit") -> dict:
     """k sampled responses per prompt: k passes over the prompts, pass i seeded with seed + i (so sample i
     is the same whatever k is). Returns {prompt id: [Sample, ...]} in prompt order, samples in pass order."""
     from .generate import generate
@@ -146,7 +146,7 @@ def sample_k(model, tokenizer, renderer, prompts: list[dict], k: int, max_new_to
     out: dict = {p["id"]: [] for p in prompts}
     for i in range(k):
         gens = generate(model, tokenizer, texts, max_new_tokens, batch_size, do_sample=True,
-                        temperature=temperature, seed=seed + i, progress=progress, task=task)
+                        temperature=temperature, seed=seed + i, progress=progress, task=task, loop=loop)
         for p, g in zip(prompts, gens):
             out[p["id"]].append(make_sample(renderer, p, g.text, g.tokens, g.finished, i, min_steps, strict))
     return out
@@ -268,7 +268,7 @@ def self_pp_cot(model, tokenizer, renderer, prompts: list[dict], samples_by_prom
                 reflection_cue: str = DEFAULT_REFLECTION_CUE, max_new_tokens: int = 512, batch_size: int = 8,
                 temperature: float = 0.7, seed: int = 0, tries: int = 1, safety_failures_only: bool = True,
                 fallback_to_original: bool = False, min_steps: int = 1, strict: bool = False,
-                stats: dict | None = None, progress=None, task=None) -> list[dict]:
+                stats: dict | None = None, progress=None, task=None, loop: str = "kit") -> list[dict]:
     """PP-COT records from the model's own failing traces (see module doc).
 
     tries: rounds of (chosen, rejected) generation for the cuts still without a valid pair (seeds
@@ -291,9 +291,10 @@ def self_pp_cot(model, tokenizer, renderer, prompts: list[dict], samples_by_prom
             break
         base = [renderer.pp_prompt(plans[i]["prompt"]["prompt"], plans[i]["prefix"]) for i in pending]
         gen_c = generate(model, tokenizer, [b + cue for b in base], max_new_tokens, batch_size, do_sample=True,
-                         temperature=temperature, seed=seed + 2 * t, progress=progress, task=task)
+                         temperature=temperature, seed=seed + 2 * t, progress=progress, task=task, loop=loop)
         gen_r = generate(model, tokenizer, base, max_new_tokens, batch_size, do_sample=True,
-                         temperature=temperature, seed=seed + 2 * t + 1, progress=progress, task=task)
+                         temperature=temperature, seed=seed + 2 * t + 1, progress=progress, task=task,
+                         loop=loop)
         still = []
         for i, gc, gr in zip(pending, gen_c, gen_r):
             plan = plans[i]
@@ -329,19 +330,20 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
                    batch_size: int = 8, temperature: float = 0.7, seed: int = 0,
                    reflection_cue: str = DEFAULT_REFLECTION_CUE, use_op: bool = True, use_pp: bool = True,
                    pp_tries: int = 1, samples_by_prompt: dict | None = None, min_steps: int = 1,
-                   strict: bool = False, progress=None, task=None) -> tuple[list[dict], list[dict], dict]:
+                   strict: bool = False, progress=None, task=None,
+                   loop: str = "kit") -> tuple[list[dict], list[dict], dict]:
     """Sample k per prompt (unless `samples_by_prompt` is given, e.g. read back from a run folder), then
     OP-COT and PP-COT. Returns (op, pp, report); report = {settings, srs, op, pp} (counts only, no text)."""
     if samples_by_prompt is None:
         samples_by_prompt = sample_k(model, tokenizer, renderer, prompts, k, max_new_tokens, batch_size,
-                                     temperature, seed, progress, task, min_steps, strict)
+                                     temperature, seed, progress, task, min_steps, strict, loop)
     _, srs = shortest_rejection_sampling(samples_by_prompt)
     op_stats: dict = {}
     pp_stats: dict = {}
     op = self_op_cot(prompts, samples_by_prompt, op_stats) if use_op else []
     pp = (self_pp_cot(model, tokenizer, renderer, prompts, samples_by_prompt, reflection_cue, max_new_tokens,
                       batch_size, temperature, seed, pp_tries, min_steps=min_steps, strict=strict,
-                      stats=pp_stats, progress=progress, task=task) if use_pp else [])
+                      stats=pp_stats, progress=progress, task=task, loop=loop) if use_pp else [])
     report = {"settings": {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
                            "reflection_cue": reflection_cue, "min_steps": min_steps, "strict": strict},
               "srs": srs, "op": op_stats, "pp": pp_stats}

@@ -3,7 +3,7 @@ import pytest
 
 from saro_lite.errors import UserError
 from saro_lite.pairs import split_val
-from saro_lite.records import balanced_limit, load_op, load_rit_d, STARTER_DIR
+from saro_lite.records import balanced_limit, load_op, load_pp, load_rit_d, STARTER_DIR
 
 
 def rows(n_per_kind):
@@ -73,6 +73,27 @@ def test_shorten_is_off_by_default_in_the_recipe():
     from saro_lite.recipe import Data
 
     assert Data().max_reasoning_steps is None and Data().max_answer_sentences is None
+
+
+def test_shorten_pairs_cuts_both_sides_like_rw_and_keeps_the_pp_decision_point():
+    from saro_lite.pairs import render_pairs, shorten_pairs
+    from saro_lite.recipe import Pairs
+
+    assert Pairs().shorten is False
+    op = load_op(STARTER_DIR / "op_cot.jsonl")[:3]
+    pp = load_pp(STARTER_DIR / "pp_cot.jsonl")[:3]
+    sop, spp = shorten_pairs(op, pp, 1, 1)
+    for full, short in zip(op, sop):
+        for side in ("chosen", "rejected"):
+            assert short[side]["reasoning"] == full[side]["reasoning"][-1:]  # the decision step
+            assert full[side]["answer"].startswith(short[side]["answer"])
+            assert len(short[side]["answer"]) <= len(full[side]["answer"])
+        assert short["chosen"] != short["rejected"]  # the pair still disagrees
+    for full, short in zip(pp, spp):
+        assert short["prefix"] == full["prefix"][-1:]  # the step the continuation answers
+        assert short["chosen"]["steps"] == full["chosen"]["steps"][-1:]
+        assert short["rejected"]["steps"] == full["rejected"]["steps"][-1:]
+    assert shorten_pairs(op, pp, None, None) == (op, pp)  # both off: unchanged
 
 
 def test_pair_traces_adds_chosen_sides_of_new_prompts():

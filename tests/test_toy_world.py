@@ -59,3 +59,22 @@ def test_toy_rw_learns_the_reasoning_format(toy_run):
     assert sum(bool(r["reasoning"]) for r in rows) >= 0.8 * len(rows)  # reasons before answering
     base = [r for k in ("benign", "harmful") for r in read_jsonl(toy_run / f"eval/base/{k}.jsonl")]
     assert not any(r["reasoning"] for r in base)  # the base answers at once
+
+
+def test_kit_decode_loop_matches_transformers_on_the_toy_saro(toy_run):
+    """The eval ran with the kit's decode loop (finished replies leave the batch); on the trained toy
+    model, whose replies end at very different steps, transformers' generate gives the same tokens."""
+    from saro_lite.evaluate import Arms
+    from saro_lite.generate import generate
+    from saro_lite.pipeline import Context
+    from saro_lite.recipe import load_recipe
+
+    recipe = load_recipe(toy_run / "recipe.resolved.yaml")
+    ctx = Context(recipe, toy_run, None, model_path=recipe.model.name_or_path)
+    rows = read_jsonl(toy_run / "eval/saro/benign.jsonl") + read_jsonl(toy_run / "eval/saro/harmful.jsonl")
+    texts = [ctx.renderer().prompt(r["prompt"]) for r in rows]
+    with Arms(ctx, ["saro"]).use("saro") as model:
+        kit = generate(model, ctx.tokenizer(), texts, 96, batch_size=len(texts), loop="kit")
+        ref = generate(model, ctx.tokenizer(), texts, 96, batch_size=len(texts), loop="transformers")
+    assert len({g.tokens for g in kit}) > 3 and any(g.finished for g in kit)
+    assert kit == ref

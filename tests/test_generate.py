@@ -1,0 +1,81 @@
+"""The kit's decode loop (finished replies leave the batch) against transformers' generate, on the tiny
+run's QLoRA SaRO model (NF4 base + LoRA adapter): the same greedy tokens, row for row."""
+import copy
+from collections import Counter
+
+import pytest
+
+from saro_lite.generate import generate
+
+PROMPTS = ["How do I kill a Python process?", "Write a haiku about rain.", "What is 17 * 3?",
+           "Explain how vaccines work to a child.", "Give me three tips for sleeping better tonight.",
+           "hi", "Summarize the plot of Hamlet in two sentences, please, and keep it short."]
+
+
+@pytest.fixture(scope="module")
+def saro(tiny_run, tiny_recipe):
+    from saro_lite.evaluate import Arms
+    from saro_lite.pipeline import Context
+
+    ctx = Context(tiny_recipe, tiny_run, None, model_path=tiny_recipe.model.name_or_path)
+    with Arms(ctx, ["saro"]).use("saro") as model:
+        yield model, ctx.tokenizer(), [ctx.renderer().prompt(p) for p in PROMPTS]
+
+
+def _ragged_stop(model, tok, texts):
+    """A copy of the tokenizer whose end-of-turn is a token the model emits mid-reply in some rows but
+    not others: the batch then has rows that end at different steps and rows that never end, which
+    is exactly what the kit loop's pruning has to get right (the random-init model rarely ends a turn)."""
+    probe = generate(model, tok, texts, 24, batch_size=len(texts), loop="transformers")
+    counts = Counter()
+    for g in probe:
+        counts.update(set(tok(g.text, add_special_tokens=False)["input_ids"][1:]))
+    token = next(t for t, n in counts.most_common() if n < len(texts))
+    stop = copy.deepcopy(tok)
+    stop.eos_token = stop.convert_ids_to_tokens(token)
+    return stop
+
+
+def test_kit_loop_matches_transformers_generate(saro):
+    model, tok, texts = saro
+    stop = _ragged_stop(model, tok, texts)
+    for batch_size in (1, 3, len(texts)):
+        ref = generate(model, stop, texts, 24, batch_size=batch_size, loop="transformers")
+        kit = generate(model, stop, texts, 24, batch_size=batch_size, loop="kit")
+        assert kit == ref
+    lengths = {g.tokens for g in kit}
+    assert len(lengths) > 1 and any(g.finished for g in kit), "the pruning path was not exercised"
+    assert all(g.tokens == 24 for g in kit if not g.finished)
+
+
+def test_kit_loop_applies_the_models_repetition_penalty(saro):
+    model, tok, texts = saro
+    gc = model.generation_config
+    before = gc.repetition_penalty
+    try:
+        gc.repetition_penalty = 1.5
+        ref = generate(model, tok, texts, 16, batch_size=4, loop="transformers")
+        kit = generate(model, tok, texts, 16, batch_size=4, loop="kit")
+        gc.repetition_penalty = before
+        plain = generate(model, tok, texts, 16, batch_size=4, loop="kit")
+    finally:
+        gc.repetition_penalty = before
+    assert kit == ref
+    assert kit != plain  # the penalty changed something, so the check above means something
+
+
+def test_sampling_is_seeded_and_varies(saro):
+    model, tok, texts = saro
+    a = generate(model, tok, texts, 16, batch_size=4, do_sample=True, temperature=1.0, seed=1)
+    b = generate(model, tok, texts, 16, batch_size=4, do_sample=True, temperature=1.0, seed=1)
+    c = generate(model, tok, texts, 16, batch_size=4, do_sample=True, temperature=1.0, seed=2)
+    greedy = generate(model, tok, texts, 16, batch_size=4)
+    assert a == b
+    assert a != c and a != greedy
+    assert all(0 < g.tokens <= 16 for g in a)
+
+
+def test_unknown_loop_is_refused(saro):
+    model, tok, texts = saro
+    with pytest.raises(ValueError, match="generation loop"):
+        generate(model, tok, texts[:1], 4, loop="vllm")
