@@ -9,7 +9,10 @@ Two decode loops, same outputs (greedy: token for token; tests/test_generate.py 
 - "transformers": `model.generate`, the escape hatch for a model whose forward does not follow the
   standard causal-LM contract (input_ids, attention_mask, position_ids, past_key_values).
 Sampling uses transformers' own logits warpers (temperature, top-k, top-p) and the model's
-generation_config repetition penalty, as `model.generate` would.
+generation_config repetition penalty, as `model.generate` would; a model whose generation_config sets
+anything else that shapes the logits (min_p, no_repeat_ngram_size, bad_words_ids, ...) decodes with
+`model.generate`. Token-for-token equality is tested on CPU (fp32); on a GPU in bf16 a batch that shrinks
+may take other kernels than a full one, so near-tied greedy choices can differ there.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)
-    decode = _kit_decode if loop == "kit" else _transformers_decode
+    decode = _kit_decode if loop == "kit" and kit_can_decode(model) else _transformers_decode
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -70,6 +73,22 @@ def _transformers_decode(model, tokenizer, enc, max_new_tokens, do_sample, tempe
     return out[:, enc["input_ids"].shape[1]:].tolist()
 
 
+# generation_config settings the kit loop does not implement: a model that ships one of them decodes with
+# model.generate instead, so its outputs stay what transformers would give.
+_UNSUPPORTED = ("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "no_repeat_ngram_size",
+                "encoder_no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens",
+                "sequence_bias", "min_new_tokens", "min_length", "forced_bos_token_id", "forced_eos_token_id",
+                "exponential_decay_length_penalty", "renormalize_logits", "guidance_scale")
+
+
+def kit_can_decode(model) -> bool:
+    gc = getattr(model, "generation_config", None)
+    defaults = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "no_repeat_ngram_size": 0,
+                "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+                "renormalize_logits": False, "guidance_scale": 1.0}
+    return not any(getattr(gc, k, None) not in (None, defaults.get(k)) for k in _UNSUPPORTED)
+
+
 def _warpers(model, do_sample: bool, temperature: float):
     """The logits processors `model.generate` would apply for these settings: the model's repetition
     penalty (some instruct models ship one in generation_config.json), then, when sampling,
@@ -87,7 +106,8 @@ def _warpers(model, do_sample: bool, temperature: float):
     if do_sample:
         if temperature != 1.0:
             procs.append(TemperatureLogitsWarper(temperature))
-        top_k = getattr(gc, "top_k", 50)
+        top_k = getattr(gc, "top_k", None)
+        top_k = 50 if top_k is None else top_k  # transformers' default when the checkpoint sets none
         if top_k:
             procs.append(TopKLogitsWarper(top_k))
         procs.append(TopPLogitsWarper(TOP_P))
@@ -100,12 +120,14 @@ def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, e
 
     ids, attn = enc["input_ids"], enc["attention_mask"]
     procs = _warpers(model, do_sample, temperature)
-    seqs = ids  # prompt + new tokens of the live rows: what the repetition penalty looks at
+    # prompt + new tokens of the live rows, for the repetition penalty; padding is replaced by the row's
+    # last prompt token (a token the row has anyway), as generate ignores the padding
+    seqs = torch.where(attn.bool(), ids, ids[:, -1:])
     positions = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at position 0
     cache = DynamicCache(config=getattr(model, "config", None))
     out = model(input_ids=ids, attention_mask=attn, position_ids=positions, past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
-    live = torch.arange(ids.shape[0], device=ids.device)  # batch row of each live sequence
+    live = list(range(ids.shape[0]))  # batch row of each live sequence
     position = positions[:, -1:]
     new: list[list[int]] = [[] for _ in range(ids.shape[0])]
     for step in range(max_new_tokens):
@@ -114,15 +136,17 @@ def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, e
             token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
         else:
             token = scores.argmax(-1)
-        for row, t in zip(live.tolist(), token.tolist()):
+        tokens = token.tolist()  # the step's one device sync; the rest is decided on the CPU
+        going = [i for i, t in enumerate(tokens) if eot is None or t != eot]
+        for row, t in zip(live, tokens):
             new[row].append(t)
-        going = token != eot
-        if step == max_new_tokens - 1 or not bool(going.any()):
+        if step == max_new_tokens - 1 or not going:
             break
-        if not bool(going.all()):  # drop the finished rows everywhere, the KV cache included
-            keep = going.nonzero().squeeze(1)
+        if len(going) < len(tokens):  # drop the finished rows everywhere, the KV cache included
+            keep = torch.tensor(going, device=token.device)
             cache.batch_select_indices(keep)
-            attn, live, token, position, seqs = attn[keep], live[keep], token[keep], position[keep], seqs[keep]
+            attn, token, position, seqs = attn[keep], token[keep], position[keep], seqs[keep]
+            live = [live[i] for i in going]
         attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
         position = position + 1
         if len(procs):

@@ -212,7 +212,8 @@ class Pairs:
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
     strict: bool = False  # partial refusals of harmful prompts do not pass
     # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
-    # PP-COT: the prefix keeps its last steps), so SRPO prefers between traces in the style RW taught.
+    # PP-COT: the prefix keeps its last steps, a continuation at least its first step, the reflection, and its
+    # last), so SRPO prefers between traces in the style RW taught.
     # With both data settings null the RW traces are as written, and so are the pairs.
     shorten: bool = False
 

@@ -91,8 +91,10 @@ def test_shorten_pairs_cuts_both_sides_like_rw_and_keeps_the_pp_decision_point()
         assert short["chosen"] != short["rejected"]  # the pair still disagrees
     for full, short in zip(pp, spp):
         assert short["prefix"] == full["prefix"][-1:]  # the step the continuation answers
-        assert short["chosen"]["steps"] == full["chosen"]["steps"][-1:]
-        assert short["rejected"]["steps"] == full["rejected"]["steps"][-1:]
+        for side in ("chosen", "rejected"):  # first step (the chosen side's reflection) + the decision
+            steps = full[side]["steps"]
+            assert short[side]["steps"] == (steps[:1] + steps[-1:] if len(steps) > 2 else steps)
+        assert short["chosen"]["steps"][0] == full["chosen"]["steps"][0]  # the reflection survives
     assert shorten_pairs(op, pp, None, None) == (op, pp)  # both off: unchanged
 
 

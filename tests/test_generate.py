@@ -79,3 +79,50 @@ def test_unknown_loop_is_refused(saro):
     model, tok, texts = saro
     with pytest.raises(ValueError, match="generation loop"):
         generate(model, tok, texts[:1], 4, loop="vllm")
+
+
+def test_repetition_penalty_ignores_left_padding(saro):
+    """transformers' generate leaves the left padding out of the repetition penalty; so must the kit loop.
+    The pad token is made one the model really emits, so penalising padding would change replies."""
+    model, tok, texts = saro
+    gc = model.generation_config
+    before = gc.repetition_penalty
+    try:
+        gc.repetition_penalty = 1.5
+        probe = generate(model, tok, texts, 16, batch_size=len(texts), loop="transformers")
+    finally:
+        gc.repetition_penalty = before
+    # a token some padded row (not the longest prompt) emits, that no prompt contains
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    in_prompts = {t for row in ids for t in row}
+    longest = max(len(row) for row in ids)
+    counts = Counter(t for row, g in zip(ids, probe) if len(row) < longest
+                     for t in tok(g.text, add_special_tokens=False)["input_ids"] if t not in in_prompts)
+    padded = copy.deepcopy(tok)
+    padded.pad_token = padded.convert_ids_to_tokens(counts.most_common(1)[0][0])
+    before = gc.repetition_penalty
+    try:
+        gc.repetition_penalty = 1.5
+        ref = generate(model, padded, texts, 16, batch_size=len(texts), loop="transformers")
+        kit = generate(model, padded, texts, 16, batch_size=len(texts), loop="kit")
+    finally:
+        gc.repetition_penalty = before
+    assert kit == ref
+
+
+def test_settings_the_kit_loop_lacks_fall_back_to_transformers(saro):
+    from saro_lite.generate import kit_can_decode
+
+    model, tok, texts = saro
+    assert kit_can_decode(model)
+    plain = generate(model, tok, texts, 24, batch_size=4, loop="kit")
+    gc = model.generation_config
+    before = gc.no_repeat_ngram_size
+    try:
+        gc.no_repeat_ngram_size = 2
+        assert not kit_can_decode(model)
+        ref = generate(model, tok, texts, 24, batch_size=4, loop="transformers")
+        kit = generate(model, tok, texts, 24, batch_size=4, loop="kit")
+    finally:
+        gc.no_repeat_ngram_size = before
+    assert kit == ref and kit != plain  # the setting mattered and was applied
