@@ -73,20 +73,18 @@ def _transformers_decode(model, tokenizer, enc, max_new_tokens, do_sample, tempe
     return out[:, enc["input_ids"].shape[1]:].tolist()
 
 
-# generation_config settings the kit loop does not implement: a model that ships one of them decodes with
-# model.generate instead, so its outputs stay what transformers would give.
-_UNSUPPORTED = ("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "no_repeat_ngram_size",
-                "encoder_no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens",
-                "sequence_bias", "min_new_tokens", "min_length", "forced_bos_token_id", "forced_eos_token_id",
-                "exponential_decay_length_penalty", "renormalize_logits", "guidance_scale")
+# generation_config settings the kit loop does not implement, with their "off" value (None is off for
+# all): a model that ships one of them decodes with model.generate, so its outputs stay transformers'.
+_UNSUPPORTED = {"min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+                "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None,
+                "suppress_tokens": None, "begin_suppress_tokens": None, "sequence_bias": None,
+                "min_new_tokens": 0, "min_length": 0, "forced_bos_token_id": None, "forced_eos_token_id": None,
+                "exponential_decay_length_penalty": None, "renormalize_logits": False, "guidance_scale": 1.0}
 
 
 def kit_can_decode(model) -> bool:
     gc = getattr(model, "generation_config", None)
-    defaults = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "no_repeat_ngram_size": 0,
-                "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
-                "renormalize_logits": False, "guidance_scale": 1.0}
-    return not any(getattr(gc, k, None) not in (None, defaults.get(k)) for k in _UNSUPPORTED)
+    return all(getattr(gc, k, None) in (None, off) for k, off in _UNSUPPORTED.items())
 
 
 def _warpers(model, do_sample: bool, temperature: float):

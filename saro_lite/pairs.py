@@ -35,8 +35,8 @@ def shorten_pairs(op: list[dict], pp: list[dict], max_steps: int | None, max_sen
     # A PP-COT continuation keeps at least its first step (the reflection, "Wait — ...", on the chosen
     # side: the point of PP-COT) and its last (the decision).
     cont = max(max_steps, 2) if max_steps else None
-    op = [{**x, "chosen": cut(x["chosen"], "reasoning", max_steps), "rejected": cut(x["rejected"], "reasoning", max_steps)}
-          for x in op]
+    op = [{**x, "chosen": cut(x["chosen"], "reasoning", max_steps),
+           "rejected": cut(x["rejected"], "reasoning", max_steps)} for x in op]
     pp = [{**x, "prefix": x["prefix"][-max_steps:] if max_steps else x["prefix"],
            "chosen": cut(x["chosen"], "steps", cont), "rejected": cut(x["rejected"], "steps", cont)} for x in pp]
     return op, pp

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import UserError
+from .generate import LOOPS
 
 KINDS = ("harmful", "jailbreak", "benign", "borderline")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ class Model:
     # Decode loop for this model's generation (eval, self path, chat). kit: drops finished replies from
     # the batch as they end (same outputs, faster); transformers: model.generate, for a model whose
     # forward does not take the standard causal-LM arguments.
-    generation_loop: str = _f("kit", choices=("kit", "transformers"))
+    generation_loop: str = _f("kit", choices=LOOPS)
     lora_r: int = _f(16, min=1)
     lora_alpha: int = _f(32, min=1)
     lora_dropout: float = _f(0.05, min=0.0, max=1.0)
