@@ -25,16 +25,18 @@ def requested(recipe) -> list[str]:
 
 
 def direct_sft_dataset(renderer, rows: list[dict]):
-    from datasets import Dataset
+    from .warmup import prompt_completion_dataset
 
-    return Dataset.from_list([{"prompt": renderer.prompt(x["prompt"]),
-                               "completion": x["answer"].strip() + renderer.end_of_turn} for x in rows])
+    return prompt_completion_dataset(renderer, [(renderer.prompt(x["prompt"]),
+                                                 x["answer"].strip() + renderer.end_of_turn) for x in rows])
 
 
 def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
-    return [{"prompt": renderer.prompt(x["prompt"]),
-             "chosen": x["chosen"]["answer"].strip() + renderer.end_of_turn,
-             "rejected": x["rejected"]["answer"].strip() + renderer.end_of_turn} for x in op]
+    from .pairs import pair_row
+
+    return [pair_row(renderer, x["id"], "op", x, renderer.prompt(x["prompt"]),
+                     x["chosen"]["answer"].strip() + renderer.end_of_turn,
+                     x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op]
 
 
 def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str) -> dict:

@@ -72,6 +72,10 @@ class Renderer:
     def pp_continuation(self, steps: list[str], answer: str) -> str:
         return f"{self.reasoning(steps)}\n{self.close_tag}\n\n{answer.strip()}{self.end_of_turn}"
 
+    def on_token_boundary(self, prompt: str, *completions: str) -> tuple[str, list[str]]:
+        """`split_on_token_boundary` with this renderer's tokenizer."""
+        return split_on_token_boundary(self.tokenizer, prompt, list(completions))
+
     def parse(self, text: str) -> tuple[list[str], str]:
         """Generated or teacher text -> (reasoning steps, final answer). Inverse of `response`."""
         text = text.replace(self.end_of_turn, "") if self.end_of_turn else text
@@ -92,6 +96,39 @@ def parse_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</th
         answer = text[end + len(close_tag):]
     steps = [s.strip() for s in body.strip().split("\n\n") if s.strip()]
     return steps, answer.strip()
+
+
+def split_on_token_boundary(tokenizer, prompt: str, completions: list[str]) -> tuple[str, list[str]]:
+    """Move the prompt/completion boundary back until the prompt's tokens are a prefix of every
+    prompt+completion's tokens; the joined texts stay exactly the same.
+
+    A real BPE merges across the boundary: a PP-COT prompt ends with the blank line after the last shared
+    step, and in the full text that blank line tokenizes together with the next step's first word. TRL
+    then scores from where the token lists diverge and warns that the end of the prompt is left out; the
+    kit's tracking would score another split than TRL. Ending the prompt earlier (here: before the blank
+    line) makes both see one tokenization, the one of the whole text. Tokenized as TRL does
+    (add_special_tokens=False)."""
+    def enc(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    fulls = [enc(prompt + c) for c in completions]
+
+    def is_prefix(k: int) -> bool:
+        ids = enc(prompt[:k])
+        return all(f[:len(ids)] == ids for f in fulls)
+
+    if not completions or is_prefix(len(prompt)):
+        return prompt, list(completions)
+    try:  # cut points: where tokens start in the whole text, latest first
+        offsets = tokenizer(prompt + completions[0], add_special_tokens=False,
+                            return_offsets_mapping=True)["offset_mapping"]
+        cuts = sorted({start for start, _ in offsets if 0 < start < len(prompt)}, reverse=True)
+    except (NotImplementedError, ValueError, KeyError, TypeError):  # a slow tokenizer: step back by characters
+        cuts = range(len(prompt) - 1, max(0, len(prompt) - 64), -1)
+    for k in cuts:
+        if is_prefix(k):
+            return prompt[:k], [prompt[k:] + c for c in completions]
+    return prompt, list(completions)
 
 
 def strip_auto_bos(tokenizer, text: str) -> str:
@@ -246,7 +283,9 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
 def resolve_model_path(recipe: Recipe, console=None) -> str:
     if recipe.model.name_or_path == "tiny":
         return str(tiny_model_path(recipe, console))
-    return recipe.model.name_or_path
+    from .model_sources import resolve_source
+
+    return resolve_source(recipe, console)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +323,8 @@ def load_tokenizer(recipe: Recipe, path: str):
     tok.eos_token = eot  # TRL appends eos_token unless the text ends with it; generation stops on it
     if tok.pad_token is None or tok.pad_token == eot:
         # pad == end-of-turn would hide the end-of-turn token from the loss on some collators
-        tok.pad_token = next((t for t in ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<|end_of_text|>", "<unk>")
+        tok.pad_token = next((t for t in ("<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<|end_of_text|>",
+                                          "<|endoftext|>", "<unk>")
                               if t in tok.get_vocab()), tok.pad_token or eot)
     return tok
 
@@ -349,10 +389,27 @@ def lora_config(recipe: Recipe):
 
 def prepare_for_qlora(model, gradient_checkpointing: bool) -> None:
     """What `prepare_model_for_kbit_training` does that QLoRA needs, without upcasting every
-    non-quantized weight to fp32 (+2 GB on an 8B model): input grads for non-reentrant checkpointing."""
+    non-quantized weight to fp32 (+2 GB on an 8B model): input grads for non-reentrant checkpointing.
+    On the CPU, also keep the 4-bit weights in the layout that has a backward pass."""
+    keep_4bit_differentiable(model)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+
+
+def keep_4bit_differentiable(model) -> int:
+    """bitsandbytes (0.50) on a CPU with AVX512-BF16 repacks a 4-bit layer's weights for a fast kernel the
+    first time the layer runs in eval mode without grad (reward tracking at SRPO step 0, TRL's reference
+    pass), and from then on uses that kernel (`gemv_4bit`) in training too. It has no backward, so no
+    gradient flows through the frozen base weights to the LoRA weights of earlier layers ("an autograd
+    kernel was not registered ... silently incorrect"). Training models never take that path; a test
+    compares the LoRA gradients with the fp32 model's."""
+    n = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 def cast_trainable_to_fp32(model) -> int:

@@ -43,17 +43,23 @@ def shorten_pairs(op: list[dict], pp: list[dict], max_steps: int | None, max_sen
 
 
 def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
+    """The exact strings SRPO trains on and tracking scores, the prompt ending on a token boundary."""
     rows = []
     for x in op:
-        rows.append({"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt": renderer.prompt(x["prompt"]),
-                     "chosen": renderer.response(x["chosen"]["reasoning"], x["chosen"]["answer"]),
-                     "rejected": renderer.response(x["rejected"]["reasoning"], x["rejected"]["answer"])})
+        rows.append(pair_row(renderer, f"op:{x['id']}", "op", x, renderer.prompt(x["prompt"]),
+                             renderer.response(x["chosen"]["reasoning"], x["chosen"]["answer"]),
+                             renderer.response(x["rejected"]["reasoning"], x["rejected"]["answer"])))
     for x in pp:
-        rows.append({"id": f"pp:{x['id']}", "type": "pp", "kind": x["kind"],
-                     "prompt": renderer.pp_prompt(x["prompt"], x["prefix"]),
-                     "chosen": renderer.pp_continuation(x["chosen"]["steps"], x["chosen"]["answer"]),
-                     "rejected": renderer.pp_continuation(x["rejected"]["steps"], x["rejected"]["answer"])})
+        rows.append(pair_row(renderer, f"pp:{x['id']}", "pp", x, renderer.pp_prompt(x["prompt"], x["prefix"]),
+                             renderer.pp_continuation(x["chosen"]["steps"], x["chosen"]["answer"]),
+                             renderer.pp_continuation(x["rejected"]["steps"], x["rejected"]["answer"])))
     return rows
+
+
+def pair_row(renderer, row_id: str, kind_of_pair: str, record: dict, prompt: str, chosen: str, rejected: str) -> dict:
+    prompt, (chosen, rejected) = renderer.on_token_boundary(prompt, chosen, rejected)
+    return {"id": row_id, "type": kind_of_pair, "kind": record["kind"], "prompt": prompt, "chosen": chosen,
+            "rejected": rejected}
 
 
 def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], list[dict]]:

