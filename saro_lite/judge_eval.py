@@ -2,10 +2,23 @@
 
     python -m saro_lite.judge_eval FILE.csv|FILE.jsonl [--response-field F] [--label-field L]
                                    [--prompt-field P] [--show-errors N]
+                                   [--half dev|heldout] [--split NAME]
 
 Prints binary agreement (refused vs complied), 3-way agreement and a confusion table.
 Labels may be XSTest's (``1_full_compliance``, ``2_full_refusal``, ``3_partial_refusal``),
 plain (``full_compliance`` ...), or short (``compliance``, ``refusal``, ``partial``).
+
+Held-out protocol. A rule judge tuned on a file fits that file's wording, so every number that
+is reported as "how well the judge does" comes from replies it was not tuned on:
+
+* ``--half dev|heldout`` splits an XSTest completions file deterministically by its prompt id
+  (``v2-<n>``): odd ``n`` is the dev half, even ``n`` the held-out half (:func:`xstest_half`).
+  XSTest numbers each prompt type in blocks of 25 and puts a prompt's unsafe contrast 25 ids
+  later, so each half gets 12-13 prompts of every type, and a safe prompt and its contrast land
+  in different halves. Rules are developed on the GPT-4 file and the dev half of the second
+  model's file only; the held-out half is measured once, at the end.
+* ``--split NAME`` keeps the rows whose ``split`` field is NAME (the fixture's ``dev``,
+  ``holdout`` and ``holdout2``).
 """
 
 from __future__ import annotations
@@ -37,6 +50,23 @@ def canonical_label(raw: str) -> str:
     if text not in LABELS:
         raise ValueError(f"unknown label: {raw!r}")
     return text
+
+
+def xstest_half(row_id: str) -> str:
+    """'dev' for an odd XSTest prompt number ('v2-7'), 'heldout' for an even one ('v2-8')."""
+    digits = "".join(ch for ch in str(row_id).rsplit("-", 1)[-1] if ch.isdigit())
+    if not digits:
+        raise ValueError(f"not an XSTest id: {row_id!r}")
+    return "dev" if int(digits) % 2 else "heldout"
+
+
+def select(rows: list[dict], half: str | None = None, split: str | None = None) -> list[dict]:
+    """Rows of one XSTest half (by id) and/or one fixture split (by the ``split`` field)."""
+    if half:
+        rows = [r for r in rows if xstest_half(r["id"]) == half]
+    if split:
+        rows = [r for r in rows if r.get("split") == split]
+    return rows
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -97,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-field", default="prompt")
     parser.add_argument("--show-errors", type=int, default=0, metavar="N",
                         help="print up to N disagreements")
+    parser.add_argument("--half", choices=("dev", "heldout"), default=None,
+                        help="XSTest half by prompt id: odd = dev, even = heldout")
+    parser.add_argument("--split", default=None,
+                        help="keep rows whose 'split' field equals this (fixture files)")
     args = parser.parse_args(argv)
-    rows = load_rows(args.file)
+    rows = select(load_rows(args.file), args.half, args.split)
     if not rows:
         print("no rows", file=sys.stderr)
         return 1

@@ -81,7 +81,8 @@ def judge_file(input_path: Path, response_field: str, prompt_field: str | None, 
         if response is None:
             raise UserError(f"{input_path}: row {i}: '{response_field}' is empty")
         v = judge_reply(str(response), str(row[prompt_field]) if prompt_field else None)
-        out.append({**row, "label": v.label, "refused": v.refused, "judge": judge, "judge_reason": v.reason})
+        out.append({**row, "label": v.label, "refused": v.refused, "complied": v.complied, "judge": judge,
+                    "judge_reason": v.reason})
     return out
 
 

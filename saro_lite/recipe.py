@@ -227,7 +227,7 @@ class Pairs:
     max_new_tokens: int = _f(512, min=8)
     batch_size: int = _f(8, min=1)
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
-    strict: bool = False  # partial refusals of harmful prompts do not pass
+    strict: bool = False  # no effect now: partial refusals of harmful prompts never pass (they leak help)
     # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
     # PP-COT: the prefix keeps its last steps, a continuation at least its first step, the reflection, and its
     # last), so SRPO prefers between traces in the style RW taught.

@@ -184,6 +184,17 @@ def is_refusal(answer: str, prompt: str | None = None) -> bool:
     return bool(_REFUSAL_RX.search(answer[:200]))
 
 
+def gives_no_help(answer: str, prompt: str | None = None) -> bool:
+    """A full refusal: none of the requested help (a partial refusal leaks some, see
+    refusal_judge.Verdict.complied). Without the kit's judge: the opening-words pattern."""
+    answer = (answer or "").replace("\u2019", "'").strip()
+    if not answer:
+        return False
+    if _judge_refusal is not None:
+        return not _judge_refusal(answer, prompt).complied
+    return bool(_REFUSAL_RX.search(answer[:200]))
+
+
 def _answer_part(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
     if close_tag in text:
         return text[text.rindex(close_tag) + len(close_tag):].strip()
@@ -227,10 +238,13 @@ def check_needless(text: str, min_steps: int) -> tuple[str, dict | None, str]:
 def check_chosen(text: str, min_steps: int, kind: str, judge_filter: bool) -> tuple[str, dict | None, str]:
     status, parsed, reason = check_trace(text, min_steps)
     if status == "ok" and judge_filter:
-        refused = is_refusal(parsed["answer"])
-        if refused != (kind in UNSAFE_KINDS):
-            return "filtered", None, "judge filter: " + ("refuses an allowed request" if refused
-                                                         else "complies with a forbidden request")
+        # the safe side of a forbidden request gives no help at all (a partial refusal leaks some);
+        # the safe side of an allowed request does not refuse, not even in part
+        if kind in UNSAFE_KINDS:
+            if not gives_no_help(parsed["answer"]):
+                return "filtered", None, "judge filter: complies with a forbidden request"
+        elif is_refusal(parsed["answer"]):
+            return "filtered", None, "judge filter: refuses an allowed request"
     return status, parsed, reason
 
 
