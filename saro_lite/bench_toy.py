@@ -1,7 +1,10 @@
-"""Seed bench of the toy world: the whole pipeline once per seed, then mean ± spread per arm.
+"""Seed bench of any recipe (default: the toy world): the whole pipeline once per seed, then mean ± spread
+per arm, and the wall time of each seed's run.
 
     python -m saro_lite.bench_toy                                  # seeds 0,1,2 of recipes/tiny-cpu.yaml
     python -m saro_lite.bench_toy --seeds 0,1,2 --recipe recipes/tiny-cpu.yaml --set eval.limit_per_set=32
+    python -m saro_lite.bench_toy --recipe recipes/smollm2-135m-instruct.yaml --out runs/bench-smollm2 \
+        --set "eval.extra_sets=[{name: xstest, format: xstest, path: xstest_prompts.csv}]"
 
 Each seed N is one `run_all.py` command with `--set seed=N --set model.tiny.seed=N` (so the tiny base,
 the data order, the eval subsample and the trainers all change with the seed) and its own run folder
@@ -24,7 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ARM_METRICS = ["harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate"]
+ARM_METRICS = ["harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate",
+               "avg_response_tokens"]
 
 
 def parse_args(argv=None):

@@ -101,8 +101,8 @@ def check_model_available(recipe) -> None:
     from .models import _hub_error, is_local
 
     name = recipe.model.name_or_path
-    if name == "tiny" or is_local(name):
-        return
+    if name == "tiny" or is_local(name) or recipe.model.pypi_fallback.requirement:
+        return  # a PyPI fallback stands in when the hub model cannot be had (model_sources.py)
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     if not offline:
         return
@@ -150,9 +150,12 @@ def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
 
     device, dtype, compute = device_and_dtypes(recipe)
     name = lambda d: str(d).replace("torch.", "")  # noqa: E731
-    return {"model.name_or_path": model_path, "model.dtype": name(dtype),
-            "model.bnb_4bit_compute_dtype": name(compute), "output_dir": str(run_dir),
-            "cache_dir": str(cache_dir(recipe))}
+    settings = {"model.name_or_path": model_path, "model.dtype": name(dtype),
+                "model.bnb_4bit_compute_dtype": name(compute), "output_dir": str(run_dir),
+                "cache_dir": str(cache_dir(recipe))}
+    if recipe.model.gguf_file and model_path != recipe.model.name_or_path:
+        settings["model.gguf_file"] = None  # model_path is the converted folder, loaded as it is
+    return settings
 
 
 def run_pipeline(args, console) -> int:

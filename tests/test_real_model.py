@@ -140,7 +140,7 @@ def test_real_template_end_of_turn_and_system_prompt(smol_tok, smol_renderer):
 
 def _diverges(tok, prompt: str, completion: str) -> bool:
     """TRL 1.16's condition for its 'not a prefix' warning (DPOTrainer and SFTTrainer alike)."""
-    from trl.trainer.utils import common_prefix_length
+    from trl.data_utils import common_prefix_length
 
     a = tok(prompt, add_special_tokens=False)["input_ids"]
     b = tok(prompt + completion, add_special_tokens=False)["input_ids"]
@@ -233,13 +233,14 @@ def test_4bit_lora_gradients_on_cpu_equal_the_fp32_model(default_recipe):
 # The whole pipeline, a few steps
 # --------------------------------------------------------------------------------------------
 def test_smollm2_end_to_end_few_steps(tmp_path, smol_path, caplog):
+    """The real QLoRA path (NF4 base + LoRA) on SmolLM2, every stage, a few steps each."""
     import json
 
     from saro_lite.cli import main
     from saro_lite.fileio import read_jsonl
 
     out = tmp_path / "smol"
-    few = ["data.limit=16", "warmup.max_steps=2", "warmup.per_device_train_batch_size=4",
+    few = ["model.load_in_4bit=true", "data.limit=16", "warmup.max_steps=2", "warmup.per_device_train_batch_size=4",
            "pairs.op_limit=16", "pairs.pp_limit=8", "pairs.val_size=8", "srpo.max_steps=2",
            "srpo.per_device_train_batch_size=2", "srpo.track_every=1", "srpo.track_batch_size=8",
            "eval.arms=[base, rw, saro]", "eval.sets=[harmful, benign]", "eval.limit_per_set=2",
@@ -249,7 +250,7 @@ def test_smollm2_end_to_end_few_steps(tmp_path, smol_path, caplog):
         rc = main(["--recipe", str(RECIPE), *sets(*few)])
     assert rc == 0
     assert "not a prefix" not in caplog.text
-    assert yaml_path(out).exists() and (out / "report.md").exists()
+    assert (out / "recipe.resolved.yaml").exists() and (out / "report.md").exists()
     rows = read_jsonl(out / "srpo" / "metrics.jsonl")
     tracked = [r for r in rows if "val/reward_accuracy" in r]
     assert tracked[0]["step"] == 0 and tracked[0]["val/reward_margin"] == pytest.approx(0.0, abs=1e-6)
@@ -259,6 +260,3 @@ def test_smollm2_end_to_end_few_steps(tmp_path, smol_path, caplog):
     saro = read_jsonl(out / "eval" / "saro" / "harmful.jsonl")
     assert len(saro) == 2 and all("response" in x for x in saro)
 
-
-def yaml_path(out: Path) -> Path:
-    return out / "recipe.resolved.yaml"
