@@ -53,7 +53,7 @@ def model_card(ctx, arm: str, merged: bool) -> str:
 def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
     from .chat import check_arm
     from .evaluate import ARM_STAGES
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text, set_open_permissions
     from .models import artifact
 
     if arm == "base":
@@ -73,6 +73,7 @@ def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
             ctx.tokenizer().save_pretrained(tmp)
         shutil.copy(ctx.path("recipe.resolved.yaml"), tmp / "recipe.resolved.yaml")
         atomic_write_text(tmp / "README.md", model_card(ctx, arm, merge))
+        set_open_permissions(tmp)  # mkdtemp and safetensors make owner-only folders and files
         if output.exists():
             output.rmdir()
         tmp.replace(output)

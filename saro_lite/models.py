@@ -233,6 +233,9 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
                               f"in {info['seconds']:.0f} s")
         if console:
             console.print(f"built the tiny model in {path}")
+        from .fileio import set_open_permissions
+
+        set_open_permissions(tmp)  # mkdtemp and safetensors make owner-only folders and files
         try:
             os.replace(tmp, path)  # atomic: another process may have built it meanwhile
         except OSError:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .errors import UserError
 from .models import artifact
-from .fileio import atomic_write_text, write_json
+from .fileio import atomic_write_text, set_open_permissions, write_json
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 
 def quiet_libraries() -> None:
@@ -245,6 +245,10 @@ class Pipeline:
         missing = [o for o in stage.outputs(self.recipe) if not (self.run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")
+        # safetensors (adapters, models, trainer checkpoints) writes owner-only files: give the stage's
+        # outputs what a plain open() would
+        for top in sorted({Path(o).parts[0] for o in stage.outputs(self.recipe)} | {"figures"}):
+            set_open_permissions(self.run_dir / top)
         seconds = round(time.time() - t0, 2)
         write_json(marker, {"stage": name, "fingerprint": self.expected_fingerprint(name),
                             "settings": self.settings(name),

@@ -108,3 +108,32 @@ def test_any_model_as_an_extra_arm(finished, tiny_recipe, tmp_path):
         b = [r["response"] for r in read_jsonl(run / f"eval/same_base/{name}.jsonl")]
         assert a == b
     assert "same_base" in json.loads((run / "report.json").read_text())["arms"]
+
+
+def test_run_and_export_files_get_plain_open_permissions(finished, tmp_path):
+    """safetensors, mkstemp and mkdtemp make owner-only files and folders; everything the kit writes
+    comes out as a plain open()/mkdir() would make it (0666/0777 & ~umask), here under umask 022."""
+    import os
+    import stat
+
+    from saro_lite.cli import main
+    from saro_lite.fileio import file_mode
+
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    run_files = [finished / x for x in ("report.md", "report.json", "recipe.resolved.yaml",
+                                        "srpo/adapter/adapter_model.safetensors",
+                                        "warmup/adapter/adapter_model.safetensors")]
+    run_files += sorted((finished / "figures").glob("*.png"))
+    for p in run_files:
+        assert mode(p) == file_mode(), p  # the session's umask when the run was made
+    old = os.umask(0o022)
+    try:
+        for flag in ([], ["--merge"]):
+            out = tmp_path / f"export{''.join(flag)}"
+            assert main(["export", "--run", str(finished), "--output", str(out), *flag]) == 0
+            assert mode(out) == 0o755
+            for p in out.rglob("*"):
+                assert mode(p) == (0o755 if p.is_dir() else 0o644), p
+            assert any(p.suffix == ".safetensors" for p in out.rglob("*"))
+    finally:
+        os.umask(old)
