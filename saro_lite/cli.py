@@ -189,8 +189,27 @@ def run_pipeline(args, console) -> int:
     return 0
 
 
-def guarded(fn, args, debug: bool) -> int:
-    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume."""
+def is_fresh_flag(arg: str) -> bool:
+    """`--fresh` as argparse accepts it: the full flag or an unambiguous abbreviation (`--fr`)."""
+    return len(arg) >= 3 and "--fresh".startswith(arg)
+
+
+def resume_command(prog: str, argv: list[str]) -> str:
+    """The command that resumes an interrupted run: the same arguments without --fresh (which would
+    start every selected stage over), quoted for a POSIX shell."""
+    import shlex
+
+    return " ".join([prog, shlex.join(a for a in argv if not is_fresh_flag(a))]).strip()
+
+
+def run_all_prog() -> str:
+    script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "run_all.py" else "run_all.py"
+    return f"python {script}"
+
+
+def guarded(fn, args, debug: bool, resume: str | None = None) -> int:
+    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume
+    (`resume`: the exact command, see resume_command)."""
     console = _console()
     try:
         return fn(args, console)
@@ -200,8 +219,16 @@ def guarded(fn, args, debug: bool) -> int:
         _console(stderr=True).print(f"[bold red]error:[/] {e}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        _console(stderr=True).print("\n[yellow]interrupted.[/] Finished stages are kept; run the same command "
-                                    "again to resume (the interrupted stage restarts from its last checkpoint).")
+        from rich.markup import escape
+
+        if resume is None:
+            hint = "run the same command again to resume"
+        elif getattr(args, "fresh", False):
+            hint = f"to resume, run it again without --fresh (--fresh would start over): {escape(resume)}"
+        else:
+            hint = f"run the same command again to resume: {escape(resume)}"
+        _console(stderr=True).print(f"\n[yellow]interrupted.[/] Finished stages are kept; {hint}  (the "
+                                    "interrupted stage restarts from its last checkpoint)", soft_wrap=True)
         return 130
 
 
@@ -241,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_recipes:
         list_recipes_table(_console())
         return 0
-    return guarded(run_pipeline, args, args.debug)
+    return guarded(run_pipeline, args, args.debug, resume_command(run_all_prog(), argv))
 
 
 def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
@@ -251,6 +278,7 @@ def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--debug", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     args.stages, args.dry_run = stage, False
-    sys.exit(guarded(run_pipeline, args, args.debug))
+    sys.exit(guarded(run_pipeline, args, args.debug, resume_command(f"python -m saro_lite.{stage}", argv)))

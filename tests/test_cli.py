@@ -77,3 +77,26 @@ def test_malloc_tuning_is_applied_on_linux(monkeypatch):
     assert tune_malloc() is False
     monkeypatch.setenv("SARO_LITE_MALLOC_TUNING", "1")
     assert tune_malloc() is sys.platform.startswith("linux")
+
+
+def test_ctrl_c_hint_names_the_exact_resume_command_without_fresh(monkeypatch, capsys):
+    """After Ctrl-C in a --fresh run, "the same command" would start over: the hint names the command
+    that resumes (same arguments, --fresh dropped), quoted for the shell, rich markup left as text."""
+    from saro_lite import cli
+
+    def interrupted(args, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_pipeline", interrupted)
+    args = ["--stages", "data,warmup", "--set", "eval.arms=[base, rw]", "--set", "output_dir=runs/my run"]
+    assert cli.main(["--fresh", *args]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    resume = "python run_all.py --stages data,warmup --set 'eval.arms=[base, rw]' --set 'output_dir=runs/my run'"
+    assert f"run it again without --fresh (--fresh would start over): {resume}" in err
+    assert cli.main([*args[:2], "--fr", *args[2:]]) == 130  # argparse's abbreviation of --fresh
+    assert resume in " ".join(capsys.readouterr().err.split())
+    assert cli.main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"run the same command again to resume: {resume}" in err and "--fresh" not in err
+    assert cli.resume_command("python -m saro_lite.warmup", ["--fresh", "--recipe", "r.yaml"]) == \
+        "python -m saro_lite.warmup --recipe r.yaml"
