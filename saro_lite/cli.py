@@ -94,8 +94,48 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
     console.print(t)
 
 
+HUB_CHECK_TIMEOUT_S = 5.0
+
+
+def probe_hub(name: str, revision: str | None, timeout: float, endpoint: str | None = None) -> None:
+    """One HEAD on the model's config.json (huggingface_hub's own request: HF_ENDPOINT, token,
+    proxies), without retries; raises when the Hub cannot be reached or refuses the model (gated,
+    missing)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    get_hf_file_metadata(hf_hub_url(name, "config.json", revision=revision, endpoint=endpoint), timeout=timeout,
+                         retry_on_errors=False)
+
+
+def check_hub_reachable(name: str, revision: str | None, timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
+    """One short, bounded attempt to reach the model on the Hub: a clear line at once instead of the
+    download's retries (about 50 s of them) when the Hub is out of reach. The attempt runs in a
+    daemon thread so that even a hanging DNS lookup (outside httpx's timeout) cannot hold the run."""
+    import threading
+
+    from .models import _hub_error
+
+    outcome: list = []
+
+    def attempt():
+        try:
+            probe_hub(name, revision, timeout)
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - any failure: not reachable, gated or missing
+            outcome.append(e)
+
+    t = threading.Thread(target=attempt, name="saro-lite-hub-check", daemon=True)
+    t.start()
+    t.join(timeout + 1.0)
+    if not outcome:
+        raise _hub_error(name, TimeoutError(f"no answer from the Hub within {timeout:g} s"))
+    if outcome[0] is not None:
+        raise _hub_error(name, outcome[0])
+
+
 def check_model_available(recipe) -> None:
-    """A hub id while offline, and not in the local cache: one clear line, before any work."""
+    """A hub id that cannot be loaded: one clear line, before any work. In the local HF cache: fine.
+    Offline (HF_HUB_OFFLINE=1): not cached is an error. Online: one bounded attempt to reach it."""
     import os
 
     from .models import _hub_error, is_local
@@ -103,13 +143,14 @@ def check_model_available(recipe) -> None:
     name = recipe.model.name_or_path
     if name == "tiny" or is_local(name):
         return
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    if not offline:
-        return
     from huggingface_hub import try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if offline:
         raise _hub_error(name, FileNotFoundError("not in the local Hugging Face cache"))
+    check_hub_reachable(name, recipe.model.revision)
 
 
 def check_inputs(recipe) -> None:
