@@ -600,4 +600,23 @@ def to_yaml(recipe: Recipe, resolved: dict | None = None) -> str:
             node = node[p]
         node[parts[-1]] = value
     header = f"# Every setting this run used (from {recipe.source_path or 'defaults'}).\n"
+    given = recipe.model.name_or_path
+    if (resolved or {}).get("model.name_or_path", given) != given:
+        header += f"# model.name_or_path as given: {given}\n"
     return header + yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+
+
+def resolved_origin(path: str | Path) -> dict:
+    """From a run's recipe.resolved.yaml header: the recipe it came from (`recipe`: its stem) and the
+    model as the recipe named it (`model`: a hub id, a folder, or `tiny`; None when it was not
+    resolved to anything else, i.e. model.name_or_path below is as given)."""
+    out: dict = {"recipe": None, "model": None}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        m = re.match(r"# Every setting this run used \(from (.+)\)\.$", line)
+        if m and m.group(1) != "defaults":
+            out["recipe"] = Path(m.group(1)).stem
+        if line.startswith("# model.name_or_path as given: "):
+            out["model"] = line.split(": ", 1)[1].strip()
+    return out
