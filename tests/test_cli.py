@@ -100,3 +100,23 @@ def test_ctrl_c_hint_names_the_exact_resume_command_without_fresh(monkeypatch, c
     assert f"run the same command again to resume: {resume}" in err and "--fresh" not in err
     assert cli.resume_command("python -m saro_lite.warmup", ["--fresh", "--recipe", "r.yaml"]) == \
         "python -m saro_lite.warmup --recipe r.yaml"
+
+
+def test_bitsandbytes_kernels_notice_is_silenced_and_nothing_else(caplog):
+    """bitsandbytes' CPU backend logs "Failed to load CPU gemm_4bit_forward from kernels-community ...
+    pip install kernels" on import (AVX512-BF16 CPUs), in every run: the kit drops that one message."""
+    import logging
+
+    from saro_lite.pipeline import quiet_libraries
+
+    quiet_libraries()
+    quiet_libraries()  # idempotent: one filter
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    assert len(log.filters) == 1
+    log.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+                "`pip install kernels` and the kernels >= 0.11.1", "No module named 'kernels'")
+    log.warning("some other bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records if r.name == log.name] == ["some other bitsandbytes warning"]
+    p = subprocess.run([sys.executable, "-c", "from saro_lite.pipeline import quiet_libraries; quiet_libraries(); "
+                        "import bitsandbytes"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0 and "gemm_4bit_forward" not in p.stderr + p.stdout
