@@ -44,13 +44,14 @@ def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
 def list_recipes_table(console) -> None:
     from rich.table import Table
 
-    from .recipe import list_recipes, recipe_header
+    from .recipe import list_recipes, recipe_summary
 
-    t = Table(title="recipes/")
-    t.add_column("recipe")
-    t.add_column("description")
+    t = Table(title="recipes/ (python run_all.py --recipe recipes/<recipe>.yaml)")
+    for c in ("recipe", "model", "VRAM target", "description"):
+        t.add_column(c)
     for path in list_recipes():
-        t.add_row(str(path.relative_to(path.parent.parent)), recipe_header(path))
+        s = recipe_summary(path)
+        t.add_row(s["name"], s["model"], s["vram"], s["description"])
     console.print(t)
 
 

@@ -547,6 +547,48 @@ def list_recipes() -> list[Path]:
     return sorted(RECIPES_DIR.glob("*.yaml"))
 
 
+def recipe_summary(path: Path) -> dict:
+    """What `--list-recipes` shows, from the header comment and the YAML (no torch): the model id
+    (`gated` when the header says GATED), the VRAM target, and the description: the header's first
+    sentence without the repeated recipe and model names."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    try:
+        model = str(((yaml.safe_load(text) or {}).get("model") or {}).get("name_or_path") or "tiny")
+    except (yaml.YAMLError, AttributeError):
+        model = "?"
+    gated = any(re.match(r"#\s+GATED\b", line) for line in header)
+    model_id = "tiny (built offline)" if model == "tiny" else model + (" (gated)" if gated else "")
+    vram = ""
+    for line in header:
+        m = re.match(r"#\s*VRAM(?: target)?:\s*(.+)", line)
+        if m:
+            vram = re.split(r"[,(]|\. ", m.group(1))[0].strip().rstrip(".")
+            vram += " (CPU)" if vram == "none" and "CPU" in m.group(1) else ""
+            break
+    para = []  # the first paragraph: the lines before the command / VRAM lines
+    for line in header:
+        body = line[1:]
+        if body.startswith("   ") or re.match(r"\s*VRAM", body) or not body.strip():
+            break
+        para.append(body.strip())
+    desc = " ".join(para)
+    desc = re.sub(rf"^{re.escape(path.stem)}\s*[—-]\s*", "", desc)
+    base = model.rstrip("/").split("/")[-1]
+    m = re.match(rf"{re.escape(base)}(?:\s*\(([^)]*)\))?:\s*", desc, flags=re.IGNORECASE) if base else None
+    if m:  # "Qwen3-4B (hybrid thinking model): QLoRA ..." -> "hybrid thinking model — QLoRA ..."
+        desc = (f"{m.group(1)} — " if m.group(1) else "") + desc[m.end():]
+    first = re.match(r"(.+?\.)(?:\s|$)", desc)  # the first whole sentence
+    desc = first.group(1) if first else desc
+    return {"name": path.stem, "model": model_id, "vram": vram, "description": desc}
+
+
 def recipe_header(path: Path) -> str:
     """The first comment line of a recipe (its one-line description)."""
     for line in path.read_text(encoding="utf-8").splitlines():

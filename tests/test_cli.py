@@ -44,6 +44,29 @@ def test_list_recipes_shows_tiny_cpu():
     assert p.returncode == 0 and "tiny-cpu" in p.stdout
 
 
+def test_list_recipes_shows_model_vram_and_a_whole_description_without_torch():
+    from saro_lite.recipe import list_recipes, recipe_summary
+
+    s = {x["name"]: x for x in map(recipe_summary, list_recipes())}
+    assert s["qwen2.5-1.5b-instruct"] == {
+        "name": "qwen2.5-1.5b-instruct", "model": "Qwen/Qwen2.5-1.5B-Instruct", "vram": "<= 6 GB",
+        "description": "QLoRA reasoning warmup then SRPO on an 8 GB laptop GPU."}
+    assert s["llama-3.1-8b-instruct"]["model"] == "meta-llama/Llama-3.1-8B-Instruct (gated)"
+    assert s["llama-3.1-8b-instruct"]["vram"] == "about 12 GB"
+    assert s["qwen3-4b"]["description"].startswith("hybrid thinking model — QLoRA")
+    tiny = s["tiny-cpu"]
+    assert tiny["model"] == "tiny (built offline)" and tiny["vram"] == "none (CPU)"
+    assert tiny["description"].startswith("the offline default") and tiny["description"].endswith("on CPU.")
+    for x in s.values():  # the name is in its own column, not repeated; every description is whole
+        assert x["name"] not in x["description"] and x["description"].endswith(".") and x["vram"]
+    code = ("import sys; from saro_lite.cli import main; main(['--list-recipes']); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                       env={**__import__("os").environ, "COLUMNS": "200"})
+    assert p.returncode == 0, p.stderr
+    assert "Qwen/Qwen2.5-0.5B-Instruct" in p.stdout and "<= 4 GB" in p.stdout and "VRAM target" in p.stdout
+
+
 def test_dry_run_prints_plan_and_loads_no_model(tmp_path):
     p = run_cli("--dry-run", "--set", f"output_dir={tmp_path}/run")
     assert p.returncode == 0, p.stderr
