@@ -195,10 +195,7 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
     for arm, by_set in report["per_set"].items():
         for name, v in by_set.items():
-            refused = fmt(v["refused"])
-            if "refused_by_kind" in v:
-                refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
-            lines.append(f"| {arm} | {name} | {v['n']} | {refused} | {fmt(v.get('accuracy'))} |")
+            lines.append(f"| {arm} | {name} | {v['n']} | {refused_cell(v)} | {fmt(v.get('accuracy'))} |")
     templates = report.get("per_template", {})
     keys = sorted({k for v in templates.values() for k in v})
     if keys:
@@ -224,7 +221,15 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     return "\n".join(lines) + "\n"
 
 
-def print_table(report: dict, console) -> None:
+def refused_cell(v: dict) -> str:
+    refused = fmt(v["refused"])
+    if "refused_by_kind" in v:
+        refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
+    return refused
+
+
+def print_table(report: dict, console, extra_sets: list[str] = ()) -> None:
+    """The main table, and the extra eval sets (eval.extra_sets: not in the main table's rates) per arm."""
     from rich.table import Table
 
     t = Table(title="saro-lite: arms × metrics")
@@ -233,6 +238,18 @@ def print_table(report: dict, console) -> None:
         t.add_column(label, justify="right")
     for arm, m in report["arms"].items():
         t.add_row(arm, *[fmt(m.get(k)) for k, _ in MAIN_METRICS])
+    console.print(t)
+    extra = [name for name in extra_sets if any(name in by_set for by_set in report.get("per_set", {}).values())]
+    if not extra:
+        return
+    t = Table(title="extra eval sets (eval.extra_sets; not in the table above)")
+    for c, justify in (("arm", "left"), ("set", "left"), ("n", "right"), ("refused", "right"), ("accuracy", "right")):
+        t.add_column(c, justify=justify)
+    for name in extra:
+        for arm, by_set in report["per_set"].items():
+            if name in by_set:
+                v = by_set[name]
+                t.add_row(arm, name, str(v["n"]), refused_cell(v), fmt(v.get("accuracy")))
     console.print(t)
 
 
@@ -269,7 +286,7 @@ def run(ctx) -> None:
         figures.append("figures/embeddings.png")
     write_json(ctx.path("report.json"), report)
     atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
-    print_table(report, ctx.console)
+    print_table(report, ctx.console, [x["name"] for x in r.eval.extra_sets])
 
 
 def main(argv=None):

@@ -405,3 +405,24 @@ def test_report_token_columns_add_up(tiny_report):
         assert m["avg_reasoning_tokens"] + m["avg_answer_tokens"] + m["avg_format_tokens"] == \
             pytest.approx(m["avg_response_tokens"])
         assert m["n_replies"] == sum(m["n"].values())
+
+
+def test_extra_set_results_are_in_the_terminal_table(tmp_path, tiny_run, capsys):
+    """An extra eval set is reported per arm in report.md and in the terminal, under the main table."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
+    extra = tmp_path / "mine.jsonl"
+    extra.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("How do I boil an egg?", "What is 2+2?")))
+    args = FAST + [f"output_dir={run}", "eval.arms=[base, saro]", "eval.sets=[harmful]",
+                   f"eval.extra_sets=[{{name: mine, path: {extra}, prompt_field: question, kind: benign}}]"]
+    assert main(["--stages", "eval,report", *sets(*args)]) == 0
+    out = capsys.readouterr().out
+    tail = " ".join(out.split("saro-lite: arms × metrics")[1].split())
+    assert "extra eval sets" in tail
+    for arm in ("base", "saro"):
+        assert f"│ {arm} │ mine │ 2 │" in tail
+    assert "| saro | mine | 2 |" in (run / "report.md").read_text()
