@@ -92,6 +92,23 @@ def test_compare_lists_differing_settings_and_plots(finished, tmp_path):
     md = out.read_text()
     assert "`srpo.beta`" in md and "| 0.1 | 0.2 |" in md and "output_dir" not in md
     assert md.count("| saro |") == 2 and out.with_suffix(".png").stat().st_size > 5000
+    assert "scale with β" in md  # β differs: margins are not comparable as they are
+
+
+def test_compare_figure_says_margins_scale_with_beta():
+    from saro_lite.compare import panels
+
+    rows = [{"step": 0, "val/reward_accuracy": 0.0, "val/reward_margin": 0.0},
+            {"step": 8, "val/reward_accuracy": 1.0, "val/reward_margin": 0.4}]
+    a = {"name": "b01", "settings": {"srpo.beta": 0.1}, "tracking": rows}
+    b = {"name": "b02", "settings": {"srpo.beta": 0.2}, "tracking": rows}
+    spec = panels([a, b])
+    assert [t.split("\n")[0] for t, _ in spec] == ["held-out reward accuracy", "held-out reward margin",
+                                                     "held-out margin / β"]
+    assert "scales with β" in spec[1][0]
+    assert [spec[2][1](rows[1], beta) for beta in (0.1, 0.2)] == [pytest.approx(4.0), pytest.approx(2.0)]
+    same = panels([a, {**b, "settings": {"srpo.beta": 0.1}}])
+    assert len(same) == 2 and "β = 0.1" in same[1][0] and "scales with β" in same[1][0]
 
 
 def test_any_model_as_an_extra_arm(finished, tiny_recipe, tmp_path):
