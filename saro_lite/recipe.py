@@ -492,11 +492,28 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "syntax error"
-        raise UserError(f"{path}:{line}: YAML syntax error: {problem}") from None
+        raise UserError(yaml_error_line(path, e)) from None
     return data or {}
+
+
+def yaml_error_line(path, e) -> str:
+    """One line naming the line the mistake is on. PyYAML's problem_mark is where the parser gave up:
+    for an unclosed bracket or quote or a key without its colon that is a later line (the end of the
+    file for a quote), and its context_mark ("while scanning a quoted scalar", "while parsing a flow
+    sequence", "while scanning a simple key") is where the broken item starts. In a block mapping the
+    context is the mapping's first key, so there the problem mark is the right line."""
+    problem_mark, context_mark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    context = getattr(e, "context", None) or ""
+    problem = getattr(e, "problem", None) or "syntax error"
+    starts_the_item = context.startswith(("while scanning a", "while parsing a flow")) and context_mark is not None
+    mark = context_mark if starts_the_item else problem_mark
+    line = f" line {mark.line + 1}" if mark is not None else ""
+    if starts_the_item and problem_mark is not None and problem_mark.line != context_mark.line:
+        item = re.sub(r"^while (scanning|parsing) an? ", "", context)
+        item = {"simple key": "key", "quoted scalar": "quoted string", "flow sequence": "[...] list",
+                "flow mapping": "{...} mapping"}.get(item, item)
+        problem += f" (in the {item} that starts on this line; noticed on line {problem_mark.line + 1})"
+    return f"{path}:{line}: YAML syntax error: {problem}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
