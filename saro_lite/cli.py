@@ -85,13 +85,16 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
     for c in ("stage", "action", "outputs"):
         t.add_column(c)
     for name in STAGE_ORDER:
+        outputs = STAGES[name].outputs(pipe.recipe)
         if name not in stages:
             action = "not selected"
+        elif name == "baselines" and not outputs:
+            action = "skip (not needed: no safety_sft or dpo in eval.arms)"
         elif not fresh and pipe.is_finished(name):
             action = "skip (finished, same settings)"
         else:
             action = "run"
-        t.add_row(name, action, ", ".join(STAGES[name].outputs(pipe.recipe)))
+        t.add_row(name, action, ", ".join(outputs) or "-")
     console.print(t)
 
 

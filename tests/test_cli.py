@@ -143,3 +143,22 @@ def test_bitsandbytes_kernels_notice_is_silenced_and_nothing_else(caplog):
     p = subprocess.run([sys.executable, "-c", "from saro_lite.pipeline import quiet_libraries; quiet_libraries(); "
                         "import bitsandbytes"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert p.returncode == 0 and "gemm_4bit_forward" not in p.stderr + p.stdout
+
+
+def test_dry_run_plan_shows_baselines_as_not_needed_without_baseline_arms(tmp_path):
+    from rich.console import Console
+
+    from saro_lite.cli import print_plan
+    from saro_lite.pipeline import STAGE_ORDER, Pipeline
+    from saro_lite.recipe import load_recipe
+
+    def plan(*overrides):
+        console = Console(record=True, width=250)
+        r = load_recipe(None, [f"output_dir={tmp_path}/run", *overrides])
+        print_plan(Pipeline(r, console), list(STAGE_ORDER), False, console)
+        return next(line for line in console.export_text().splitlines() if "│ baselines" in line)
+
+    row = plan()
+    assert "not needed: no safety_sft or dpo in eval.arms" in row and "│ run " not in row
+    row = plan("eval.arms=[base, rw, saro, dpo]")
+    assert "│ run " in row and "baselines/dpo/metrics.jsonl" in row
