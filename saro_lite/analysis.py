@@ -32,9 +32,7 @@ numpy + matplotlib (Agg) only; torch is imported inside `prompt_embeddings`.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -372,19 +370,12 @@ def _pyplot():
 
 def _save(fig, path) -> Path:
     """Write the figure as a PNG atomically (temporary file in the same folder, then replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    from .fileio import atomic_write_with
+
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     finally:
         _pyplot().close(fig)
-    return path
 
 
 def plot_embeddings(by_arm: dict, path, metric: str = "cosine") -> Path:

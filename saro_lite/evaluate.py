@@ -188,6 +188,13 @@ def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: in
     m["avg_response_tokens"] = _mean(r["tokens"] for r in every)
     m["avg_reasoning_tokens"] = _mean(r["reasoning_tokens"] for r in every)
     m["avg_answer_tokens"] = _mean(r["answer_tokens"] for r in every)
+    # tokens = reasoning + answer + format: `tokens` counts every generated token, the two parts count
+    # only their text (steps joined, answer), so the rest is the reasoning tags and the line breaks
+    # around them, the end-of-turn token, and whitespace the parser strips from the ends of the parts
+    # (for a well-formed reply exactly the tokens of "<think>\n", "\n</think>\n\n" and the end-of-turn).
+    m["avg_format_tokens"] = (m["avg_response_tokens"] - m["avg_reasoning_tokens"] - m["avg_answer_tokens"]
+                              if every else None)
+    m["n_replies"] = len(every)  # the replies behind the token means (built-in sets)
     # Replies cut by max_new_tokens: judged as written, but a high share means the numbers above
     # partly measure unfinished text (raise eval.max_new_tokens).
     m["unfinished_rate"] = _mean(not r.get("finished", True) for r in every)

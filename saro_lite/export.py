@@ -3,7 +3,8 @@
     python run_all.py export --run runs/tiny-cpu --output exported/saro-adapter
     python run_all.py export --run runs/tiny-cpu --output exported/saro-merged --merge
 
---merge reloads the base in bf16 (fp32 on CPU), never in 4-bit: merging LoRA into a 4-bit base
+A full fine-tune (`model.finetune: full`) is exported whole, with or without --merge (nothing to merge).
+For LoRA, --merge reloads the base in bf16 (fp32 on CPU), never in 4-bit: merging LoRA into a 4-bit base
 re-quantizes and changes the model. The merged folder holds the weights, the tokenizer and its chat
 template, and loads with `AutoModelForCausalLM.from_pretrained`.
 """
@@ -26,14 +27,55 @@ CAVEATS = """## Caveats
   answers to users if you do not want it shown."""
 
 
-def model_card(ctx, arm: str, merged: bool) -> str:
+def base_model(ctx) -> str:
+    """The base model as the user knows it: its hub id, the folder they gave, or the kit's tiny toy
+    base, never the kit's resolved cache path."""
+    from .models import is_local
+    from .recipe import resolved_origin
+
     r = ctx.recipe
-    lines = [f"# saro-lite {arm} — {Path(r.source_path).stem}", "",
+    given = None
+    if ctx.path("recipe.resolved.yaml").exists():
+        given = resolved_origin(ctx.path("recipe.resolved.yaml"))["model"]
+    if given is None and ctx.path("report.json").exists():  # runs made before the header recorded it
+        given = json.loads(ctx.path("report.json").read_text()).get("model")
+    given = given or r.model.name_or_path
+    if given == "tiny" or Path(given).name.startswith("tiny-") and Path(given).parent.name == "models":
+        steps = r.model.tiny.pretrain_steps
+        made = f"builds and pretrains ({steps} steps) offline" if steps else "builds offline with random weights"
+        return (f"the kit's tiny toy base (`model.name_or_path: tiny`: a small Llama that saro-lite {made}; "
+                "not on the Hugging Face Hub)")
+    if is_local(given) or given.startswith((".", "/", "~")):
+        return f"`{given}` (a local folder)"
+    return f"`{given}` (Hugging Face Hub" + (f", revision `{r.model.revision}`)" if r.model.revision else ")")
+
+
+def recipe_name(ctx) -> str:
+    from .recipe import resolved_origin
+
+    resolved = ctx.path("recipe.resolved.yaml")
+    name = resolved_origin(resolved)["recipe"] if resolved.exists() else None
+    return name or ctx.run_dir.name
+
+
+def what_was_exported(ctx, merged_dtype: str | None) -> str:
+    """What the folder holds, by what was trained: a full fine-tune is a whole model (nothing to
+    merge); LoRA is an adapter, or merged into the base reloaded in `merged_dtype`."""
+    if ctx.recipe.model.finetune == "full":
+        return "full fine-tune: every weight was trained; a standalone model, no adapter, nothing to merge"
+    if merged_dtype:
+        return f"LoRA adapter merged into the base, reloaded in {merged_dtype} (never in 4-bit); a standalone model"
+    return "PEFT LoRA adapter: load it on the base model above"
+
+
+def model_card(ctx, arm: str, merged_dtype: str | None = None) -> str:
+    r = ctx.recipe
+    lines = [f"# saro-lite {arm} — {recipe_name(ctx)}", "",
              f"Trained with saro-lite (a SaRO reproduction kit): reasoning-style warmup "
              f"then SRPO (DPO on reasoning pairs).", "",
-             f"- base model: `{r.model.name_or_path}`",
-             f"- arm: `{arm}` ({'merged into the bf16 base' if merged else 'PEFT LoRA adapter'})",
-             f"- recipe: `recipe.resolved.yaml` (every setting used)",
+             f"- base model: {base_model(ctx)}",
+             f"- arm: `{arm}` ({what_was_exported(ctx, merged_dtype)})",
+             f"- recipe: `{recipe_name(ctx)}`; every setting used in `recipe.resolved.yaml`",
              f"- data: `data.source: {r.data.source}`, `pairs.source: {r.pairs.source}`",
              f"- reasoning tags: `{r.model.reasoning_open}` … `{r.model.reasoning_close}`", ""]
     report = ctx.path("report.json")
@@ -53,7 +95,7 @@ def model_card(ctx, arm: str, merged: bool) -> str:
 def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
     from .chat import check_arm
     from .evaluate import ARM_STAGES
-    from .fileio import atomic_write_text
+    from .fileio import atomic_write_text, set_open_permissions
     from .models import artifact
 
     if arm == "base":
@@ -65,25 +107,34 @@ def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
         raise UserError(f"--output {output}: folder exists and is not empty")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    full = ctx.recipe.model.finetune == "full"
+    merged_dtype = None
     try:
-        if merge and ctx.recipe.model.finetune == "lora":
-            merge_adapter(ctx, src, tmp)
+        if merge and not full:
+            merged_dtype = merge_adapter(ctx, src, tmp)
         else:
             shutil.copytree(src, tmp, dirs_exist_ok=True)
             ctx.tokenizer().save_pretrained(tmp)
         shutil.copy(ctx.path("recipe.resolved.yaml"), tmp / "recipe.resolved.yaml")
-        atomic_write_text(tmp / "README.md", model_card(ctx, arm, merge))
+        atomic_write_text(tmp / "README.md", model_card(ctx, arm, merged_dtype))
+        set_open_permissions(tmp)  # mkdtemp and safetensors make owner-only folders and files
         if output.exists():
             output.rmdir()
         tmp.replace(output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    console.print(f"exported {arm} ({'merged model' if merge else 'adapter'}) to {output}")
+    if full:
+        what = "full fine-tuned model" + ("; --merge: nothing to merge, every weight was trained" if merge else "")
+    else:
+        what = f"LoRA merged into the base in {merged_dtype}" if merged_dtype else "LoRA adapter"
+    console.print(f"exported {arm} ({what}) to {output}")
     return output
 
 
-def merge_adapter(ctx, adapter_dir: Path, out: Path) -> None:
+def merge_adapter(ctx, adapter_dir: Path, out: Path) -> str:
+    """Merge the LoRA adapter into the base reloaded in bf16 (fp16 on GPUs without bf16, fp32 on
+    CPU); returns the dtype's name."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -97,6 +148,7 @@ def merge_adapter(ctx, adapter_dir: Path, out: Path) -> None:
     merged.generation_config.eos_token_id = tok.eos_token_id  # stop at the end of the turn
     merged.save_pretrained(out)
     tok.save_pretrained(out)
+    return str(dtype).replace("torch.", "")
 
 
 def cli(argv: list[str]) -> int:
@@ -106,7 +158,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--run", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--arm", default="saro")
-    p.add_argument("--merge", action="store_true", help="merge into the base reloaded in bf16 (standalone model)")
+    p.add_argument("--merge", action="store_true", help="LoRA runs: merge into the base reloaded in bf16 (standalone "
+                                                        "model); a full fine-tune is exported whole either way")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
 

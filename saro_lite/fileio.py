@@ -4,6 +4,10 @@ Every file the kit writes goes through here: whole files are written to a tempor
 same folder and renamed into place (a rename is atomic on POSIX and Windows), and logs are appended
 one whole line per write, so a run killed at any moment never leaves a torn file behind that a later
 run could mistake for a finished one.
+
+Permissions: a temporary file from `tempfile.mkstemp` is owner-only (0600), and so is every file the
+safetensors writer saves. Everything the kit writes gets what a plain `open()` would give instead:
+0666 & ~umask for files, 0777 & ~umask for folders (`set_open_permissions`).
 """
 from __future__ import annotations
 
@@ -11,9 +15,70 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .errors import UserError
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS says it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The permissions `open(path, "w")` gives a new file: 0666 & ~umask."""
+    return 0o666 & ~current_umask()
+
+
+def set_open_permissions(path: str | os.PathLike) -> Path:
+    """Give a file, or a folder and everything under it, the permissions plain `open()` / `mkdir()`
+    would: 0666 & ~umask for files, 0777 & ~umask for folders. For what libraries write owner-only
+    (safetensors, `tempfile.mkdtemp`)."""
+    path = Path(path)
+    mask = current_umask()
+    fmode, dmode = 0o666 & ~mask, 0o777 & ~mask
+    if path.is_file():
+        os.chmod(path, fmode)
+        return path
+    if not path.is_dir():
+        return path
+    os.chmod(path, dmode)
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                os.chmod(p, dmode)
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                os.chmod(p, fmode)
+    return path
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Atomically create `path` with write(tmp_path) (e.g. a figure's savefig): a temporary file in
+    the same folder, given plain-open() permissions, then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -29,6 +94,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

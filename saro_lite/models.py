@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import UserError
+from .model_sources import hub_error as _hub_error
 from .recipe import Recipe, cache_dir, fingerprint
 
 # ChatML with {% generation %} markers (so TRL's assistant masks work too).
@@ -270,6 +271,9 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
                               f"in {info['seconds']:.0f} s")
         if console:
             console.print(f"built the tiny model in {path}")
+        from .fileio import set_open_permissions
+
+        set_open_permissions(tmp)  # mkdtemp and safetensors make owner-only folders and files
         try:
             os.replace(tmp, path)  # atomic: another process may have built it meanwhile
         except OSError:
@@ -293,15 +297,6 @@ def resolve_model_path(recipe: Recipe, console=None) -> str:
 # --------------------------------------------------------------------------------------------
 def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).expanduser().exists()
-
-
-def _hub_error(name: str, err: Exception) -> UserError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    hint = ("HF_HUB_OFFLINE=1 is set" if offline else "the Hub could not be reached or the model is gated")
-    return UserError(
-        f"model.name_or_path: cannot load '{name}' ({hint}). Download it once with "
-        f"`hf download {name}` (after `hf auth login` for gated models) "
-        f"or point model.name_or_path to a local folder. [{err.__class__.__name__}]")
 
 
 def load_tokenizer(recipe: Recipe, path: str):

@@ -15,16 +15,28 @@ from typing import Callable
 
 from .errors import UserError
 from .models import artifact
-from .fileio import atomic_write_text, write_json
+from .fileio import atomic_write_text, set_open_permissions, write_json
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
+
+def _no_kernels_hub_notice(record) -> bool:
+    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
 
 def quiet_libraries() -> None:
     """Keep the terminal for the kit's own progress: no per-map progress bars from datasets, no
     weight-loading bars, no deprecation noise from the pinned stack (TRL's own warnings stay)."""
+    import logging
     import os
     import sys
     import warnings
 
+    # bitsandbytes' CPU backend, on import (every run imports it through transformers/peft/trl, also
+    # runs that never use 4-bit), on CPUs with AVX512-BF16, asks for the optional `kernels` package:
+    # "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels". Without it
+    # bitsandbytes uses its own CPU 4-bit kernel; nothing is wrong, so the notice is dropped (only it).
+    bnb_cpu = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if _no_kernels_hub_notice not in bnb_cpu.filters:
+        bnb_cpu.addFilter(_no_kernels_hub_notice)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning, message=r".*(checkpointing|deprecated).*")
     warnings.filterwarnings("ignore", message=r".*pin_memory.*")
@@ -245,6 +257,10 @@ class Pipeline:
         missing = [o for o in stage.outputs(self.recipe) if not (self.run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")
+        # safetensors (adapters, models, trainer checkpoints) writes owner-only files: give the stage's
+        # outputs what a plain open() would
+        for top in sorted({Path(o).parts[0] for o in stage.outputs(self.recipe)} | {"figures"}):
+            set_open_permissions(self.run_dir / top)
         seconds = round(time.time() - t0, 2)
         write_json(marker, {"stage": name, "fingerprint": self.expected_fingerprint(name),
                             "settings": self.settings(name),

@@ -521,11 +521,28 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "syntax error"
-        raise UserError(f"{path}:{line}: YAML syntax error: {problem}") from None
+        raise UserError(yaml_error_line(path, e)) from None
     return data or {}
+
+
+def yaml_error_line(path, e) -> str:
+    """One line naming the line the mistake is on. PyYAML's problem_mark is where the parser gave up:
+    for an unclosed bracket or quote or a key without its colon that is a later line (the end of the
+    file for a quote), and its context_mark ("while scanning a quoted scalar", "while parsing a flow
+    sequence", "while scanning a simple key") is where the broken item starts. In a block mapping the
+    context is the mapping's first key, so there the problem mark is the right line."""
+    problem_mark, context_mark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    context = getattr(e, "context", None) or ""
+    problem = getattr(e, "problem", None) or "syntax error"
+    starts_the_item = context.startswith(("while scanning a", "while parsing a flow")) and context_mark is not None
+    mark = context_mark if starts_the_item else problem_mark
+    line = f" line {mark.line + 1}" if mark is not None else ""
+    if starts_the_item and problem_mark is not None and problem_mark.line != context_mark.line:
+        item = re.sub(r"^while (scanning|parsing) an? ", "", context)
+        item = {"simple key": "key", "quoted scalar": "quoted string", "flow sequence": "[...] list",
+                "flow mapping": "{...} mapping"}.get(item, item)
+        problem += f" (in the {item} that starts on this line; noticed on line {problem_mark.line + 1})"
+    return f"{path}:{line}: YAML syntax error: {problem}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -574,6 +591,48 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = ()) -> Re
 
 def list_recipes() -> list[Path]:
     return sorted(RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_summary(path: Path) -> dict:
+    """What `--list-recipes` shows, from the header comment and the YAML (no torch): the model id
+    (`gated` when the header says GATED), the VRAM target, and the description: the header's first
+    sentence without the repeated recipe and model names."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    try:
+        model = str(((yaml.safe_load(text) or {}).get("model") or {}).get("name_or_path") or "tiny")
+    except (yaml.YAMLError, AttributeError):
+        model = "?"
+    gated = any(re.match(r"#\s+GATED\b", line) for line in header)
+    model_id = "tiny (built offline)" if model == "tiny" else model + (" (gated)" if gated else "")
+    vram = ""
+    for line in header:
+        m = re.match(r"#\s*VRAM(?: target)?:\s*(.+)", line)
+        if m:
+            vram = re.split(r"[,(]|\. ", m.group(1))[0].strip().rstrip(".")
+            vram += " (CPU)" if vram == "none" and "CPU" in m.group(1) else ""
+            break
+    para = []  # the first paragraph: the lines before the command / VRAM lines
+    for line in header:
+        body = line[1:]
+        if body.startswith("   ") or re.match(r"\s*VRAM", body) or not body.strip():
+            break
+        para.append(body.strip())
+    desc = " ".join(para)
+    desc = re.sub(rf"^{re.escape(path.stem)}\s*[—-]\s*", "", desc)
+    base = model.rstrip("/").split("/")[-1]
+    m = re.match(rf"{re.escape(base)}(?:\s*\(([^)]*)\))?:\s*", desc, flags=re.IGNORECASE) if base else None
+    if m:  # "Qwen3-4B (hybrid thinking model): QLoRA ..." -> "hybrid thinking model — QLoRA ..."
+        desc = (f"{m.group(1)} — " if m.group(1) else "") + desc[m.end():]
+    first = re.match(r"(.+?\.)(?:\s|$)", desc)  # the first whole sentence
+    desc = first.group(1) if first else desc
+    return {"name": path.stem, "model": model_id, "vram": vram, "description": desc}
 
 
 def recipe_header(path: Path) -> str:
@@ -629,4 +688,23 @@ def to_yaml(recipe: Recipe, resolved: dict | None = None) -> str:
             node = node[p]
         node[parts[-1]] = value
     header = f"# Every setting this run used (from {recipe.source_path or 'defaults'}).\n"
+    given = recipe.model.name_or_path
+    if (resolved or {}).get("model.name_or_path", given) != given:
+        header += f"# model.name_or_path as given: {given}\n"
     return header + yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+
+
+def resolved_origin(path: str | Path) -> dict:
+    """From a run's recipe.resolved.yaml header: the recipe it came from (`recipe`: its stem) and the
+    model as the recipe named it (`model`: a hub id, a folder, or `tiny`; None when it was not
+    resolved to anything else, i.e. model.name_or_path below is as given)."""
+    out: dict = {"recipe": None, "model": None}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        m = re.match(r"# Every setting this run used \(from (.+)\)\.$", line)
+        if m and m.group(1) != "defaults":
+            out["recipe"] = Path(m.group(1)).stem
+        if line.startswith("# model.name_or_path as given: "):
+            out["model"] = line.split(": ", 1)[1].strip()
+    return out

@@ -15,7 +15,8 @@ MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
                 ("over_refusal_rate", "over-ref↓"), ("general_accuracy", "gen acc↑"),
                 ("avg_response_tokens", "tokens"), ("reflection_rate", "reflect")]
 # The second table: how the arms reason and what it costs (Figure 5 and token cost in numbers).
-REASONING_METRICS = [("avg_reasoning_tokens", "reasoning tok"), ("avg_answer_tokens", "answer tok"),
+REASONING_METRICS = [("avg_response_tokens", "tokens"), ("avg_reasoning_tokens", "reasoning tok"),
+                     ("avg_answer_tokens", "answer tok"), ("avg_format_tokens", "tags+eot tok"),
                      ("reflection_rate", "reflection"), ("self_correction_rate", "self-correction"),
                      ("first_reflection_position", "first reflection (0-1)"), ("unfinished_rate", "unfinished")]
 
@@ -89,27 +90,45 @@ def set_summary(rows: list[dict]) -> dict:
     return out
 
 
+FORMAT_LABEL = "tags, line breaks, end-of-turn"
+
+
+def token_bars(report: dict) -> tuple[list[str], dict[str, list[float]]]:
+    """The token-cost figure's bars: per arm (tick label with n), the reasoning, answer and format
+    parts, which add up to the main table's `tokens`."""
+    arms = report["arms"]
+    ticks = [f"{a}\nn={m['n_replies']}" if m.get("n_replies") is not None else a for a, m in arms.items()]
+    parts = {"reasoning": [m.get("avg_reasoning_tokens") or 0 for m in arms.values()],
+             "answer": [m.get("avg_answer_tokens") or 0 for m in arms.values()],
+             FORMAT_LABEL: [m.get("avg_format_tokens") or 0 for m in arms.values()]}
+    return ticks, parts
+
+
 def plot_tokens(report: dict, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = list(report["arms"])
-    reasoning = [report["arms"][a].get("avg_reasoning_tokens") or 0 for a in arms]
-    answer = [report["arms"][a].get("avg_answer_tokens") or 0 for a in arms]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar(arms, reasoning, label="reasoning", color="tab:purple")
-    ax.bar(arms, answer, bottom=reasoning, label="answer", color="tab:green")
-    ax.set_ylabel("mean tokens per reply")
-    ax.set_title("Token cost per arm")
-    ax.legend(fontsize=8)
+    ticks, parts = token_bars(report)
+    fig, ax = plt.subplots(figsize=(5.4, 3.9))
+    bottom = [0.0] * len(ticks)
+    for (label, values), color in zip(parts.items(), ("tab:purple", "tab:green", "tab:gray")):
+        ax.bar(ticks, values, bottom=bottom, label=label, color=color)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    for x, total in enumerate(bottom):
+        ax.annotate(f"{total:.1f}", (x, total), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("mean generated tokens per reply")
+    ax.set_ylim(0, max(bottom + [1.0]) * 1.15)
+    ax.set_title("Token cost per arm (n = replies, built-in eval sets)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    from .fileio import atomic_write_with
+
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -156,6 +175,12 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
               "self-correction: the decision changes across the first reflection; first reflection position: "
               "0 = the first step, 1 = the last (SRPO is meant to move it earlier). Unfinished: replies cut by "
               "`eval.max_new_tokens` (judged as written).", "",
+              f"Tokens: mean generated tokens per reply over the built-in sets (n = "
+              + ", ".join(f"{a} {report['arms'][a].get('n_replies', '–')}" for a in arms)
+              + "); tokens = reasoning tok + answer tok + tags+eot tok. Reasoning tok counts the reasoning "
+              f"steps' text, answer tok the final answer's; tags+eot tok is the rest: the reasoning tags "
+              f"(`{recipe.model.reasoning_open}` … `{recipe.model.reasoning_close}`) and the line breaks around "
+              "them, the end-of-turn token, and whitespace the parser strips from the ends of the parts.", "",
               "| arm | " + " | ".join(label for _, label in REASONING_METRICS) + " |",
               "|---|" + "---|" * len(REASONING_METRICS)]
     for arm in arms:
@@ -173,10 +198,7 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
     for arm, by_set in report["per_set"].items():
         for name, v in by_set.items():
-            refused = fmt(v["refused"])
-            if "refused_by_kind" in v:
-                refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
-            lines.append(f"| {arm} | {name} | {v['n']} | {refused} | {fmt(v.get('accuracy'))} |")
+            lines.append(f"| {arm} | {name} | {v['n']} | {refused_cell(v)} | {fmt(v.get('accuracy'))} |")
     templates = report.get("per_template", {})
     keys = sorted({k for v in templates.values() for k in v})
     if keys:
@@ -202,7 +224,15 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     return "\n".join(lines) + "\n"
 
 
-def print_table(report: dict, console) -> None:
+def refused_cell(v: dict) -> str:
+    refused = fmt(v["refused"])
+    if "refused_by_kind" in v:
+        refused += " (" + ", ".join(f"{k} {fmt(x)}" for k, x in v["refused_by_kind"].items()) + ")"
+    return refused
+
+
+def print_table(report: dict, console, extra_sets: list[str] = ()) -> None:
+    """The main table, and the extra eval sets (eval.extra_sets: not in the main table's rates) per arm."""
     from rich.table import Table
 
     t = Table(title="saro-lite: arms × metrics")
@@ -211,6 +241,18 @@ def print_table(report: dict, console) -> None:
         t.add_column(label, justify="right")
     for arm, m in report["arms"].items():
         t.add_row(arm, *[fmt(m.get(k)) for k, _ in MAIN_METRICS])
+    console.print(t)
+    extra = [name for name in extra_sets if any(name in by_set for by_set in report.get("per_set", {}).values())]
+    if not extra:
+        return
+    t = Table(title="extra eval sets (eval.extra_sets; not in the table above)")
+    for c, justify in (("arm", "left"), ("set", "left"), ("n", "right"), ("refused", "right"), ("accuracy", "right")):
+        t.add_column(c, justify=justify)
+    for name in extra:
+        for arm, by_set in report["per_set"].items():
+            if name in by_set:
+                v = by_set[name]
+                t.add_row(arm, name, str(v["n"]), refused_cell(v), fmt(v.get("accuracy")))
     console.print(t)
 
 
@@ -247,7 +289,7 @@ def run(ctx) -> None:
         figures.append("figures/embeddings.png")
     write_json(ctx.path("report.json"), report)
     atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
-    print_table(report, ctx.console)
+    print_table(report, ctx.console, [x["name"] for x in r.eval.extra_sets])
 
 
 def main(argv=None):

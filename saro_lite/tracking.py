@@ -210,8 +210,10 @@ def plot_reward_tracking(rows: list[dict], path: Path, title: str = "SRPO reward
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    from .fileio import atomic_write_with
+
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path

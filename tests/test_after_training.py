@@ -92,6 +92,23 @@ def test_compare_lists_differing_settings_and_plots(finished, tmp_path):
     md = out.read_text()
     assert "`srpo.beta`" in md and "| 0.1 | 0.2 |" in md and "output_dir" not in md
     assert md.count("| saro |") == 2 and out.with_suffix(".png").stat().st_size > 5000
+    assert "scale with β" in md  # β differs: margins are not comparable as they are
+
+
+def test_compare_figure_says_margins_scale_with_beta():
+    from saro_lite.compare import panels
+
+    rows = [{"step": 0, "val/reward_accuracy": 0.0, "val/reward_margin": 0.0},
+            {"step": 8, "val/reward_accuracy": 1.0, "val/reward_margin": 0.4}]
+    a = {"name": "b01", "settings": {"srpo.beta": 0.1}, "tracking": rows}
+    b = {"name": "b02", "settings": {"srpo.beta": 0.2}, "tracking": rows}
+    spec = panels([a, b])
+    assert [t.split("\n")[0] for t, _ in spec] == ["held-out reward accuracy", "held-out reward margin",
+                                                     "held-out margin / β"]
+    assert "scales with β" in spec[1][0]
+    assert [spec[2][1](rows[1], beta) for beta in (0.1, 0.2)] == [pytest.approx(4.0), pytest.approx(2.0)]
+    same = panels([a, {**b, "settings": {"srpo.beta": 0.1}}])
+    assert len(same) == 2 and "β = 0.1" in same[1][0] and "scales with β" in same[1][0]
 
 
 def test_any_model_as_an_extra_arm(finished, tiny_recipe, tmp_path):
@@ -108,3 +125,85 @@ def test_any_model_as_an_extra_arm(finished, tiny_recipe, tmp_path):
         b = [r["response"] for r in read_jsonl(run / f"eval/same_base/{name}.jsonl")]
         assert a == b
     assert "same_base" in json.loads((run / "report.json").read_text())["arms"]
+
+
+def test_run_and_export_files_get_plain_open_permissions(finished, tmp_path):
+    """safetensors, mkstemp and mkdtemp make owner-only files and folders; everything the kit writes
+    comes out as a plain open()/mkdir() would make it (0666/0777 & ~umask), here under umask 022."""
+    import os
+    import stat
+
+    from saro_lite.cli import main
+    from saro_lite.fileio import file_mode
+
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    run_files = [finished / x for x in ("report.md", "report.json", "recipe.resolved.yaml",
+                                        "srpo/adapter/adapter_model.safetensors",
+                                        "warmup/adapter/adapter_model.safetensors")]
+    run_files += sorted((finished / "figures").glob("*.png"))
+    for p in run_files:
+        assert mode(p) == file_mode(), p  # the session's umask when the run was made
+    old = os.umask(0o022)
+    try:
+        for flag in ([], ["--merge"]):
+            out = tmp_path / f"export{''.join(flag)}"
+            assert main(["export", "--run", str(finished), "--output", str(out), *flag]) == 0
+            assert mode(out) == 0o755
+            for p in out.rglob("*"):
+                assert mode(p) == (0o755 if p.is_dir() else 0o644), p
+            assert any(p.suffix == ".safetensors" for p in out.rglob("*"))
+    finally:
+        os.umask(old)
+
+
+def test_export_labels_what_was_trained(finished, tiny_recipe, tmp_path):
+    """A full fine-tune is exported as the whole model (with or without --merge), labelled so; the card's
+    title names the recipe, the base is the tiny toy base (not the cache path); LoRA exports say adapter
+    or merged with the dtype actually used."""
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    from saro_lite.cli import main
+
+    resolved = (finished / "recipe.resolved.yaml").read_text()
+    assert "# model.name_or_path as given: tiny" in resolved
+    full = tmp_path / "full-run"  # a finished full-fine-tuning run: srpo/model is a whole model
+    shutil.copytree(tiny_recipe.model.name_or_path, full / "srpo/model")
+    shutil.copy(finished / "report.json", full / "report.json")
+    d = yaml.safe_load(resolved)
+    d["model"]["finetune"] = "full"
+    header = "".join(line + "\n" for line in resolved.splitlines() if line.startswith("#"))
+    (full / "recipe.resolved.yaml").write_text(header + yaml.safe_dump(d, sort_keys=False))
+    cache_path = tiny_recipe.model.name_or_path
+    cards = {}
+    for flag in ([], ["--merge"]):
+        out = tmp_path / f"full{''.join(flag)}"
+        assert main(["export", "--run", str(full), "--output", str(out), *flag]) == 0
+        card = (out / "README.md").read_text()
+        cards[tuple(flag)] = card
+        assert card.startswith("# saro-lite saro — tiny-cpu\n")
+        assert "the kit's tiny toy base" in card and cache_path not in card
+        assert "- arm: `saro` (full fine-tune: every weight was trained; a standalone model" in card
+        assert "PEFT" not in card and "bf16" not in card and "merged into" not in card
+        assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").exists()
+        AutoModelForCausalLM.from_pretrained(out)
+    assert cards[()] == cards[("--merge",)]
+    for flag, label in (([], "PEFT LoRA adapter"), (["--merge"], "LoRA adapter merged into the base, reloaded in float32")):
+        out = tmp_path / f"lora{''.join(flag)}"
+        assert main(["export", "--run", str(finished), "--output", str(out), *flag]) == 0
+        card = (out / "README.md").read_text()
+        assert card.startswith("# saro-lite saro — tiny-cpu\n") and label in card
+        assert "the kit's tiny toy base" in card and cache_path not in card
+
+
+def test_export_names_a_hub_base_by_its_id_and_a_folder_by_its_path(tmp_path):
+    from saro_lite.export import base_model, recipe_name
+    from saro_lite.pipeline import Context
+    from saro_lite.recipe import load_recipe, to_yaml
+
+    for given, resolved, want in (("Qwen/Qwen2.5-0.5B-Instruct", None, "`Qwen/Qwen2.5-0.5B-Instruct` (Hugging Face Hub)"),
+                                  (str(tmp_path), None, f"`{tmp_path}` (a local folder)")):
+        r = load_recipe(REPO / "recipes/qwen2.5-0.5b-instruct.yaml", [f"model.name_or_path={given}"])
+        (tmp_path / "recipe.resolved.yaml").write_text(to_yaml(r, {"model.name_or_path": resolved or given}))
+        ctx = Context(load_recipe(tmp_path / "recipe.resolved.yaml"), tmp_path, None)
+        assert base_model(ctx) == want and recipe_name(ctx) == "qwen2.5-0.5b-instruct"

@@ -395,3 +395,74 @@ def test_report_shows_measured_gpu_memory(tmp_path, tiny_report):
     report = json.loads((run / "report.json").read_text())
     assert report["gpu_memory"] == {"srpo": {"cuda_max_memory_allocated_gb": 3.21, "cuda_max_memory_reserved_gb": 3.5}}
     assert "Peak GPU memory in srpo: 3.21 GiB allocated" in (run / "report.md").read_text()
+
+
+def test_token_columns_add_up_and_the_rest_is_tags_and_end_of_turn(tiny_tok, default_recipe):
+    """`tokens` counts every generated token; reasoning and answer count their text. The report's
+    remainder column (tags+eot) is exactly the reasoning tags with their line breaks and the
+    end-of-turn token for a well-formed reply, and the three columns (and the figure's bars) add up."""
+    from saro_lite.evaluate import score_row
+    from saro_lite.models import make_renderer
+    from saro_lite.report import FORMAT_LABEL, markdown, token_bars
+
+    renderer = make_renderer(default_recipe, tiny_tok)
+    n_tok = lambda s: len(tiny_tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    tags_and_eot = n_tok(f"{renderer.open_tag}\n") + n_tok(f"\n{renderer.close_tag}\n\n") + 1
+    prompt = {"id": "b1", "prompt": "How do I boil an egg?", "kind": "benign"}
+
+    def generated(steps, answer, finished=True):
+        ids = tiny_tok(renderer.response(steps, answer), add_special_tokens=False)["input_ids"]
+        ids = ids if finished else ids[:-1]  # as the generator returns it: ids up to the end-of-turn
+        return score_row(prompt, tiny_tok.decode(ids, skip_special_tokens=True), len(ids), finished, renderer,
+                         tiny_tok, "benign")
+
+    rows = [generated(["The user wants to cook.", "Nothing unsafe here."], "Boil it for nine minutes."),
+            generated(["Cooking question."], "Put the egg in boiling water.")]
+    for r in rows:
+        assert r["reasoning_tokens"] > 0 and r["answer_tokens"] > 0
+        assert r["tokens"] - r["reasoning_tokens"] - r["answer_tokens"] == tags_and_eot
+    rows.append({**generated(["Cooking."], "Sure.", finished=False), "id": "b2"})
+    m = arm_metrics({"benign": rows}, n_boot=0)
+    assert m["avg_reasoning_tokens"] + m["avg_answer_tokens"] + m["avg_format_tokens"] == \
+        pytest.approx(m["avg_response_tokens"])
+    assert m["n_replies"] == 3
+    report = {"arms": {"rw": m}}
+    ticks, parts = token_bars(report)
+    assert ticks == ["rw\nn=3"] and list(parts) == ["reasoning", "answer", FORMAT_LABEL]
+    assert sum(v[0] for v in parts.values()) == pytest.approx(m["avg_response_tokens"])
+    report.update(judge={"refusal": "refusal judge", "attack_success": "refusal"}, model="tiny",
+                  per_set={}, per_template={})
+    md = markdown(report, {"rw": {}}, default_recipe, [], True)
+    line = next(x for x in md.split("## Reasoning and cost")[1].splitlines() if x.startswith("| rw |"))
+    cells = [float(c) for c in line.split("|")[2:6]]  # tokens, reasoning, answer, tags+eot
+    assert cells[1] + cells[2] + cells[3] == pytest.approx(cells[0], abs=0.15)
+    assert "tokens = reasoning tok + answer tok + tags+eot tok" in md and "n = rw 3" in md
+
+
+def test_report_token_columns_add_up(tiny_report):
+    report = json.loads((tiny_report / "report.json").read_text())
+    for m in report["arms"].values():
+        assert m["avg_reasoning_tokens"] + m["avg_answer_tokens"] + m["avg_format_tokens"] == \
+            pytest.approx(m["avg_response_tokens"])
+        assert m["n_replies"] == sum(m["n"].values())
+
+
+def test_extra_set_results_are_in_the_terminal_table(tmp_path, tiny_run, capsys):
+    """An extra eval set is reported per arm in report.md and in the terminal, under the main table."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
+    extra = tmp_path / "mine.jsonl"
+    extra.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("How do I boil an egg?", "What is 2+2?")))
+    args = FAST + [f"output_dir={run}", "eval.arms=[base, saro]", "eval.sets=[harmful]",
+                   f"eval.extra_sets=[{{name: mine, path: {extra}, prompt_field: question, kind: benign}}]"]
+    assert main(["--stages", "eval,report", *sets(*args)]) == 0
+    out = capsys.readouterr().out
+    tail = " ".join(out.split("saro-lite: arms × metrics")[1].split())
+    assert "extra eval sets" in tail
+    for arm in ("base", "saro"):
+        assert f"│ {arm} │ mine │ 2 │" in tail
+    assert "| saro | mine | 2 |" in (run / "report.md").read_text()

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from saro_lite.errors import UserError
 from saro_lite.recipe import from_dict, list_recipes, load_recipe, parse_override, to_yaml
 
@@ -90,3 +91,25 @@ def test_cross_field_checks():
         from_dict({"data": {"source": "file"}})
     with pytest.raises(UserError, match="pairs.use_op"):
         from_dict({"pairs": {"use_op": False, "use_pp": False}})
+
+
+@pytest.mark.parametrize("mistake,problem", [
+    ("  loss_type [sigmoid]", "could not find expected ':'"),              # a key without its colon
+    ("  loss_type: [sigmoid", "expected ',' or ']'"),                      # an unclosed bracket
+    ('  loss_type: "sigmoid', "found unexpected end of stream"),           # an unclosed quote
+    ("   loss_type: [sigmoid]", "mapping values are not allowed here"),    # indented one too far
+    (" loss_type: [sigmoid]", "expected <block end>"),                     # dedented into nothing
+    ("\tloss_type: [sigmoid]", "found character '\\t'"),                   # a tab
+])
+def test_yaml_error_names_the_line_of_the_mistake(tmp_path, mistake, problem):
+    """PyYAML notices some mistakes lines later (an unclosed quote: at the end of the file); the error
+    names the line the mistake is on, here line 70 of a real recipe."""
+    lines = (REPO / "recipes/qwen2.5-1.5b-instruct.yaml").read_text().splitlines()
+    assert lines[69] == "  loss_type: [sigmoid]"
+    lines[69] = mistake
+    p = tmp_path / "broken.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: line 70: YAML syntax error: ") and problem in msg and "\n" not in msg

@@ -143,3 +143,66 @@ def test_fresh_never_resumes_from_old_checkpoints(tmp_path, cache_dir, tiny_run)
     assert "resuming" not in again.stdout
     steps = [r["step"] for r in read_jsonl(out / "srpo/metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 17))
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hub_id_unreachable_fails_fast_with_one_line(tmp_path):
+    """Online but the Hub out of reach (here: HF_ENDPOINT on a closed local port, no real network):
+    --dry-run and a real run both stop at once with the same one line, not after ~50 s of retries."""
+    env = {"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    for args in (["--dry-run"], ["--stages", "data,warmup"]):
+        t0 = time.time()
+        p = cli(*args, "--set", "model.name_or_path=some-org/not-downloaded-model", "--set",
+                f"output_dir={tmp_path}/run", env=env)
+        assert time.time() - t0 < 20
+        assert_user_error(p, "model.name_or_path", "some-org/not-downloaded-model", "could not be reached",
+                          "hf download")
+        assert len(p.stderr.strip().splitlines()) == 1 and "Retry" not in p.stdout + p.stderr
+        assert not (tmp_path / "run").exists()
+
+
+def test_hub_check_is_one_bounded_attempt(monkeypatch):
+    """The reachability check: skipped offline (the cache check decides) and for local folders; one
+    call with a timeout of a few seconds online; a Hub that hangs is cut off at the bound."""
+    import socket
+
+    from saro_lite import cli as cli_mod
+    from saro_lite.errors import UserError
+    from saro_lite.recipe import load_recipe
+
+    calls = []
+    monkeypatch.setattr(cli_mod, "probe_hub", lambda name, rev, timeout: calls.append((name, rev, timeout)))
+    r = load_recipe(None, ["model.name_or_path=some-org/not-downloaded-model"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE=1 is set"):
+        cli_mod.check_model_available(r)
+    assert calls == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    cli_mod.check_model_available(r)  # reachable: fine
+    assert calls == [("some-org/not-downloaded-model", r.model.revision, cli_mod.HUB_CHECK_TIMEOUT_S)]
+    assert cli_mod.HUB_CHECK_TIMEOUT_S <= 10
+
+    def hangs(name, rev, timeout):
+        time.sleep(30)
+
+    monkeypatch.setattr(cli_mod, "probe_hub", hangs)
+    t0 = time.time()
+    with pytest.raises(UserError, match=r"could not be reached.*\[TimeoutError\]"):
+        cli_mod.check_hub_reachable("some-org/m", None, timeout=0.2)
+    assert time.time() - t0 < 3
+    monkeypatch.undo()
+    # the real request against a local server that accepts and never answers: one attempt, cut at the timeout
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        t0 = time.time()
+        with pytest.raises(Exception):
+            cli_mod.probe_hub("some-org/m", None, 0.5, endpoint=f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert time.time() - t0 < 3
