@@ -174,11 +174,12 @@ def test_hub_check_is_one_bounded_attempt(monkeypatch):
     import socket
 
     from saro_lite import cli as cli_mod
+    from saro_lite import model_sources as sources
     from saro_lite.errors import UserError
     from saro_lite.recipe import load_recipe
 
     calls = []
-    monkeypatch.setattr(cli_mod, "probe_hub", lambda name, rev, timeout: calls.append((name, rev, timeout)))
+    monkeypatch.setattr(sources, "probe_hub", lambda name, rev, timeout: calls.append((name, rev, timeout)))
     r = load_recipe(None, ["model.name_or_path=some-org/not-downloaded-model"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE=1 is set"):
@@ -186,23 +187,25 @@ def test_hub_check_is_one_bounded_attempt(monkeypatch):
     assert calls == []
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     cli_mod.check_model_available(r)  # reachable: fine
-    assert calls == [("some-org/not-downloaded-model", r.model.revision, cli_mod.HUB_CHECK_TIMEOUT_S)]
-    assert cli_mod.HUB_CHECK_TIMEOUT_S <= 10
+    assert calls == [("some-org/not-downloaded-model", r.model.revision, sources.HUB_CHECK_TIMEOUT_S)]
+    assert sources.HUB_CHECK_TIMEOUT_S <= 10
 
     def hangs(name, rev, timeout):
         time.sleep(30)
 
-    monkeypatch.setattr(cli_mod, "probe_hub", hangs)
+    monkeypatch.setattr(sources, "probe_hub", hangs)
     t0 = time.time()
     with pytest.raises(UserError, match=r"could not be reached.*\[TimeoutError\]"):
-        cli_mod.check_hub_reachable("some-org/m", None, timeout=0.2)
+        sources.check_hub_reachable("some-org/m", None, timeout=0.2)
     assert time.time() - t0 < 3
     monkeypatch.undo()
     # the real request against a local server that accepts and never answers: one attempt, cut at the timeout
+    import huggingface_hub  # noqa: F401  (imported before the clock starts: a loaded machine imports slowly)
+
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         t0 = time.time()
         with pytest.raises(Exception):
-            cli_mod.probe_hub("some-org/m", None, 0.5, endpoint=f"http://127.0.0.1:{server.getsockname()[1]}")
-        assert time.time() - t0 < 3
+            sources.probe_hub("some-org/m", None, 0.5, endpoint=f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert time.time() - t0 < 5  # one attempt cut at 0.5 s; retries would take ~50 s
