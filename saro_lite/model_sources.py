@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import set_open_permissions
 from .recipe import Recipe, cache_dir
 
 # Dequantized weights are saved in fp32 (exactly the values the GGUF holds) up to this file size; above
@@ -190,6 +191,7 @@ def gguf_to_hf(gguf: Path, cache: Path, console=None) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "gguf_source.json").write_text(json.dumps(
             {"gguf_file": gguf.name, "sha256": sha, "dtype": str(dtype).replace("torch.", "")}, indent=1) + "\n")
+        set_open_permissions(tmp)  # mkdtemp and safetensors write owner-only
         try:
             os.replace(tmp, out)  # atomic: another process may have converted it meanwhile
         except OSError:
