@@ -56,15 +56,33 @@ def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
     return rows
 
 
+def prompt_key(record: dict) -> str:
+    """Which prompt a pair belongs to: its `prompt_id` where the record has one (teacher records, one per
+    sample), else its prompt text (whitespace and case folded). All pairs of one prompt share a key."""
+    pid = record.get("prompt_id")
+    if pid not in (None, ""):
+        return f"id:{pid}"
+    return "text:" + normalize_prompt(record["prompt"])
+
+
+def normalize_prompt(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
 def pair_row(renderer, row_id: str, kind_of_pair: str, record: dict, prompt: str, chosen: str, rejected: str) -> dict:
     prompt, (chosen, rejected) = renderer.on_token_boundary(prompt, chosen, rejected)
-    return {"id": row_id, "type": kind_of_pair, "kind": record["kind"], "prompt": prompt, "chosen": chosen,
-            "rejected": rejected}
+    return {"id": row_id, "type": kind_of_pair, "kind": record["kind"], "prompt_key": prompt_key(record),
+            "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out `val_size` pairs (fewer when the data is small, never under 8), spread over
-    (type, kind) groups round-robin so the validation set mirrors the training mix."""
+    (type, kind) groups round-robin so the validation set mirrors the training mix.
+
+    The split is by prompt: all pairs of one prompt (same `prompt_key`, see prompt_key(); rows without
+    one count as their own prompt) go to the same side, so an OP-COT pair held out never has its PP-COT
+    sibling in training. When no prompt left fits the remaining room exactly, the smallest one is held out
+    and the set ends a little over its size (by less than one prompt's pairs)."""
     n_val = min(val_size, len(rows) // 4)
     if n_val < 8:
         if len(rows) < 16:
@@ -73,19 +91,35 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
                             f"pairs.max_new_tokens, or use more prompts (data.limit)")
         n_val = 8
     rng = random.Random(seed)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    members: dict[str, list[dict]] = defaultdict(list)  # prompt key -> its pairs, in file order
     for r in rows:
-        groups[(r["type"], r["kind"])].append(r)
-    for g in groups.values():
-        rng.shuffle(g)
-    val_ids: list[str] = []
-    keys = sorted(groups)
-    while len(val_ids) < n_val:
-        for k in keys:
-            if groups[k] and len(val_ids) < n_val:
-                val_ids.append(groups[k].pop()["id"])
-    chosen = set(val_ids)
-    return [r for r in rows if r["id"] not in chosen], [r for r in rows if r["id"] in chosen]
+        members[r.get("prompt_key") or f"row:{r['id']}"].append(r)
+    buckets: dict[tuple, list[str]] = defaultdict(list)  # (type, kind) -> prompt keys with such a pair
+    for key, rs in members.items():
+        for tk in dict.fromkeys((r["type"], r["kind"]) for r in rs):
+            buckets[tk].append(key)
+    for b in buckets.values():
+        rng.shuffle(b)
+    taken: set[str] = set()
+    n_taken = 0
+    order = sorted(buckets)
+    while n_taken < n_val:
+        progressed = False
+        for k in order:  # round-robin: the next prompt of each (type, kind) that still fits
+            fits = [key for key in buckets[k] if key not in taken and n_taken + len(members[key]) <= n_val]
+            if fits:
+                taken.add(fits[-1])
+                n_taken += len(members[fits[-1]])
+                progressed = True
+        if not progressed:  # nothing fits exactly: the smallest prompt left, then stop
+            free = [key for k in order for key in reversed(buckets[k]) if key not in taken]
+            if free:
+                key = min(free, key=lambda x: len(members[x]))
+                taken.add(key)
+                n_taken += len(members[key])
+            break
+    held = {r["id"] for key in taken for r in members[key]}
+    return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
 
 
 def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict:
