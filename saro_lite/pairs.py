@@ -122,6 +122,49 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
     return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
 
 
+def known_pair_records(r) -> tuple[list[dict], list[dict]] | None:
+    """The OP-COT / PP-COT records the pairs stage starts from, when they are known before it runs
+    (pairs.source starter or file), loaded and limited exactly as run() does; None for teacher and self
+    (those pairs exist only after the stage has run)."""
+    kinds = r.data.kinds
+    if r.pairs.source == "file":
+        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
+        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
+    elif r.pairs.source == "starter":
+        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
+        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
+    else:
+        return None
+    return balanced_limit(op, r.pairs.op_limit, kinds, r.seed), balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+
+
+def pair_index(op: list[dict], pp: list[dict]) -> list[dict]:
+    """What split_val reads of each pair, in render_pairs' order: {id, type, kind, prompt_key, text}."""
+    return ([{"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt_key": prompt_key(x),
+              "text": x["prompt"]} for x in op]
+            + [{"id": f"pp:{x['id']}", "type": "pp", "kind": x["kind"], "prompt_key": prompt_key(x),
+                "text": x["prompt"]} for x in pp])
+
+
+def validation_prompts(r) -> set[str]:
+    """The prompts (normalize_prompt) of the pairs the pairs stage will hold out for validation, computed
+    from the recipe alone (same records, split, seed) so the data stage can leave them out of RW.
+    Empty when the pairs are not known in advance (teacher, self) or too few to split."""
+    recs = known_pair_records(r)
+    if recs is None:
+        return set()
+    try:
+        _, val = split_val(pair_index(*recs), r.pairs.val_size, r.seed)
+    except UserError:
+        return set()  # the pairs stage reports it
+    return {normalize_prompt(x["text"]) for x in val}
+
+
+# The settings validation_prompts() reads besides seed and data (part of the data stage's fingerprint).
+VALIDATION_KEYS = ["pairs.source", "pairs.op_path", "pairs.pp_path", "pairs.use_op", "pairs.use_pp",
+                   "pairs.op_limit", "pairs.pp_limit", "pairs.val_size"]
+
+
 def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict:
     """Token lengths of prompt+response; warn when DPO would truncate (it keeps the start and cuts
     the end, so long traces lose their verdict) or drop pairs (prompt alone fills max_length)."""
@@ -219,19 +262,14 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
 def run(ctx) -> None:
     r = ctx.recipe
     kinds = r.data.kinds
-    if r.pairs.source == "teacher":
+    if r.pairs.source == "teacher":  # limits its prompts before synthesis
         op, pp = pairs_from_teacher(ctx)
     elif r.pairs.source == "self":
         op, pp = pairs_from_self(ctx)
-    elif r.pairs.source == "file":
-        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
-        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
-    else:
-        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
-        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
-    if r.pairs.source != "teacher":  # the teacher path limits its prompts before synthesis
         op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
         pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    else:  # starter or file: the same records the data stage read to leave the validation prompts out of RW
+        op, pp = known_pair_records(r)
     if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
         op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
         ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
@@ -242,10 +280,30 @@ def run(ctx) -> None:
     train, val = split_val(rows, r.pairs.val_size, r.seed)
     write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
     write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
+    warn_seen_validation_prompts(ctx, op, pp, val)
     length_report(ctx.tokenizer(), rows, r.srpo.max_length, ctx.console)
     c = Counter(x["type"] for x in train)
     ctx.console.print(f"pairs: {len(op)} OP-COT + {len(pp)} PP-COT -> train {len(train)} "
                       f"(op {c['op']}, pp {c['pp']}), held-out validation {len(val)}")
+
+
+def warn_seen_validation_prompts(ctx, op: list[dict], pp: list[dict], val: list[dict]) -> None:
+    """Warn when held-out pairs' prompts were RW training prompts (data/rit_d.jsonl). The data stage leaves
+    them out when the pairs are known in advance (starter, file); the self path samples its pairs on the
+    RW prompts themselves, and a teacher may write pairs for prompts RW trained on."""
+    from .fileio import read_jsonl
+
+    rit = ctx.path("data/rit_d.jsonl")
+    if not rit.exists():
+        return
+    seen = {normalize_prompt(x["prompt"]) for x in read_jsonl(rit, allow_empty=True)}
+    text = {f"op:{x['id']}": x["prompt"] for x in op} | {f"pp:{x['id']}": x["prompt"] for x in pp}
+    held = {normalize_prompt(text[x["id"]]) for x in val}
+    if held & seen:
+        ctx.console.print(f"[yellow]warning:[/] {len(held & seen)} of {len(held)} validation prompts are also RW "
+                          f"training prompts (data/rit_d.jsonl): held-out reward tracking then scores prompts "
+                          f"the RW model has seen" + (" (the self path samples its pairs on the RW prompts)"
+                                                      if ctx.recipe.pairs.source == "self" else ""))
 
 
 def main(argv=None):

@@ -165,3 +165,39 @@ def test_no_validation_prompt_in_srpo_train_of_a_finished_run(tiny_run):
     train, val = read_jsonl(tiny_run / "data/srpo_train.jsonl"), read_jsonl(tiny_run / "data/srpo_val.jsonl")
     assert val and train
     assert not _raw_prompts(val, op, pp) & _raw_prompts(train, op, pp)
+
+
+def _training_leaks(run):
+    """Validation prompts (normalized text) found in the run's training files: data/rit_d.jsonl (RW) and
+    data/srpo_train.jsonl (SRPO)."""
+    from saro_lite.fileio import read_jsonl
+    from saro_lite.pairs import normalize_prompt
+
+    op, pp = read_jsonl(run / "data/op_cot.jsonl"), read_jsonl(run / "data/pp_cot.jsonl")
+    val = _raw_prompts(read_jsonl(run / "data/srpo_val.jsonl"), op, pp)
+    assert val
+    rw = {normalize_prompt(x["prompt"]) for x in read_jsonl(run / "data/rit_d.jsonl")}
+    return (val & rw) | (val & _raw_prompts(read_jsonl(run / "data/srpo_train.jsonl"), op, pp))
+
+
+def test_no_validation_prompt_in_any_training_file_of_a_finished_run(tiny_run):
+    assert not _training_leaks(tiny_run)
+
+
+def test_no_validation_prompt_in_rw_with_pair_traces(tmp_path, cache_dir):
+    """data.pair_trace_kinds (the toy recipe) trains RW on the chosen sides of the starter pairs: the
+    data stage leaves out the prompts the pairs stage (run after it) holds out for validation."""
+    from conftest import FAST, sets
+    from saro_lite.cli import main
+    from saro_lite.fileio import read_jsonl
+    from saro_lite.recipe import load_recipe
+
+    fast = [x for x in FAST if not x.startswith("data.pair_trace_kinds")]
+    assert load_recipe(None).data.pair_trace_kinds  # the toy recipe's setting, kept here
+    assert main(["--stages", "data,pairs", *sets(*fast, f"output_dir={tmp_path}")]) == 0
+    assert not _training_leaks(tmp_path)
+    assert len(read_jsonl(tmp_path / "data/srpo_val.jsonl")) == 8
+    # a validation setting the data stage reads re-runs it (and what builds on it)
+    assert main(["--stages", "data,pairs", *sets(*fast, f"output_dir={tmp_path}", "pairs.val_size=12")]) == 0
+    assert not _training_leaks(tmp_path)
+    assert len(read_jsonl(tmp_path / "data/srpo_val.jsonl")) == 12
