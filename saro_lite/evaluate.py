@@ -363,7 +363,7 @@ def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, l
 
     rows = [x for name, rs in sets.items() if name in BUILTIN_SETS for x in rs]
     emb = prompt_embeddings(model, tokenizer, [renderer.prompt(x["prompt"]) for x in rows],
-                            batch_size=ctx.recipe.eval.batch_size, add_special_tokens=False)
+                            batch_size=ctx.recipe.eval.batch_size)
     buf = io.BytesIO()
     np.savez(buf, embeddings=emb, kinds=np.asarray([x.get("kind", "") for x in rows]),
              ids=np.asarray([str(x["id"]) for x in rows]))

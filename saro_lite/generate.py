@@ -42,6 +42,21 @@ def stop_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def encode_prompts(tokenizer, prompts: list[str], max_length: int | None = None):
+    """The input tensors generation feeds the model for rendered prompts (padded on the tokenizer's
+    padding side): the tokenizer's own special tokens are added, so a template that relies on the
+    tokenizer for BOS (Renderer.prompt strips a written one) gets exactly one. Anything that must see the
+    prompts as the model does when it answers (the embedding analysis) tokenizes through here."""
+    kw = dict(truncation=True, max_length=max_length) if max_length else {}
+    return tokenizer(list(prompts), return_tensors="pt", padding=True, **kw)
+
+
+def prompt_length(tokenizer, prompt: str, max_length: int | None = None) -> int:
+    """Tokens of one prompt as encode_prompts feeds it (padding aside)."""
+    kw = dict(truncation=True, max_length=max_length) if max_length else {}
+    return len(tokenizer(prompt, **kw)["input_ids"])
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 8,
              do_sample: bool = False, temperature: float = 0.7, seed: int = 0, progress=None,
              task=None, loop: str = "kit") -> list[Generation]:
@@ -52,7 +67,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
         raise ValueError(f"generation loop must be one of {LOOPS}, got {loop!r}")
     tokenizer.padding_side = "left"
     stops = stop_ids(model, tokenizer)
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    lengths = [prompt_length(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # similar lengths share a batch
     results: list[Generation | None] = [None] * len(prompts)
     device = next(model.parameters()).device
@@ -63,7 +78,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            enc = encode_prompts(tokenizer, [prompts[i] for i in idx]).to(device)
             with torch.no_grad():
                 new = decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops)
             for i, ids in zip(idx, new):
