@@ -187,11 +187,13 @@ def reflection_metrics(rows, n_boot: int = 1000, seed: int = 0) -> dict:
 # Embeddings
 # ------------------------------------------------------------------------------------------
 def prompt_embeddings(model, tokenizer, prompts: list[str], batch_size: int = 16, padding_side: str | None = None,
-                      max_length: int | None = None, add_special_tokens: bool = True) -> np.ndarray:
+                      max_length: int | None = None) -> np.ndarray:
     """(len(prompts), hidden) float32: the last layer's hidden states mean-pooled over each prompt's
     non-pad tokens. Works on plain and PEFT-wrapped causal LMs (for the base arm of a PEFT model, call
     it inside `model.disable_adapter()`). Prompts are fed as given: pass chat-rendered prompts
-    (`renderer.prompt(text)`) to embed what the model sees. Position ids are derived from the
+    (`renderer.prompt(text)`) to embed what the model sees; they are tokenized by the very call generation
+    uses (generate.encode_prompts: special tokens added, so a template that relies on the tokenizer's BOS
+    keeps it), and max_length truncates as it would. Position ids are derived from the
     attention mask, so left and right padding give the same vectors. No gradients; every module's
     train/eval mode and the tokenizer's padding side are restored afterwards."""
     import inspect
@@ -211,8 +213,9 @@ def prompt_embeddings(model, tokenizer, prompts: list[str], batch_size: int = 16
     elif "num_logits_to_keep" in params:
         kwargs["num_logits_to_keep"] = 1
     with_positions = "position_ids" in params
-    enc_kwargs = dict(add_special_tokens=add_special_tokens, truncation=max_length is not None, max_length=max_length)
-    lengths = [len(tokenizer(p, **enc_kwargs)["input_ids"]) for p in prompts]
+    from .generate import encode_prompts, prompt_length
+
+    lengths = [prompt_length(tokenizer, p, max_length) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # similar lengths share a batch
     device = next(model.parameters()).device
     modes = [(m, m.training) for m in model.modules()]
@@ -225,7 +228,7 @@ def prompt_embeddings(model, tokenizer, prompts: list[str], batch_size: int = 16
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, **enc_kwargs)
+                enc = encode_prompts(tokenizer, [prompts[i] for i in idx], max_length)
                 ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
                 extra = {"position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)} if with_positions else {}
                 out = model(input_ids=ids, attention_mask=mask, **extra, **kwargs)

@@ -52,14 +52,14 @@ def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str)
     resume = start_checkpoint_dir(ckpt_dir, fingerprint)
     metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
     trim_metrics(metrics_path, checkpoint_step(resume))
-    model = load_model(r, ctx.model_path)
+    model = load_model(r, ctx.model_path, for_training=True)
     ref_model, peft_config = None, None
     if r.model.finetune == "lora":
         peft_config = lora_config(r)  # a fresh adapter; TRL's reference = adapters disabled = the base
         if getattr(model, "is_loaded_in_4bit", False):
             prepare_for_qlora(model, r.srpo.gradient_checkpointing)
     else:
-        ref_model = load_model(r, ctx.model_path).eval()
+        ref_model = load_model(r, ctx.model_path, for_training=True).eval()
         ref_model.requires_grad_(False)
     args = DPOConfig(**trainer_args(r, r.srpo, ckpt_dir), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),
                      truncation_mode="keep_start", dataset_num_proc=None)

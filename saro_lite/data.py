@@ -89,6 +89,8 @@ def pair_traces(rows: list[dict], kinds) -> list[dict]:
 
 
 def run(ctx) -> None:
+    from .pairs import normalize_prompt, validation_prompts
+
     r = ctx.recipe
     rows, path = load_rows(ctx)
     if r.data.pair_trace_kinds and r.data.source != "starter":
@@ -99,6 +101,12 @@ def run(ctx) -> None:
         rows = rows + extra
         ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT "
                           f"pairs ({', '.join(r.data.pair_trace_kinds)})")
+    held = validation_prompts(r)
+    if held:
+        n = len(rows)
+        rows = [x for x in rows if normalize_prompt(x["prompt"]) not in held]
+        ctx.console.print(f"RIT-D: - {n - len(rows)} records whose prompts the pairs stage holds out for "
+                          f"validation ({len(held)} prompts)")
     if r.data.max_reasoning_steps or r.data.max_answer_sentences:
         rows = [shorten(x, r.data.max_reasoning_steps, r.data.max_answer_sentences) for x in rows]
         ctx.console.print(f"RIT-D shortened: at most {r.data.max_reasoning_steps or 'all'} reasoning steps, "

@@ -288,14 +288,18 @@ def extra_arm(ctx, spec: dict):
 
 def served_generations(ctx, arm: str, prompts: list[str], progress, task) -> list:
     """eval.generator openai: the arm's served model answers through the kit's OpenAI-compatible client
-    (retries, backoff); the server applies the chat template, so messages are sent, not rendered text."""
+    (retries, backoff); the server applies the chat template, so messages are sent, not rendered text,
+    with model.chat_template_kwargs as the request's `chat_template_kwargs` (vLLM passes them to the
+    template, as the local path's Renderer does: Llama 3.2's date_string, Qwen3's enable_thinking, ...)."""
     from .generate import Generation
     from .teacher import OpenAIClient, TeacherRequest, TeacherSettings
 
     e, r = ctx.recipe.eval, ctx.recipe
     settings = TeacherSettings(backend="openai", base_url=e.base_url, model=e.served_models.get(arm, arm),
                                api_key_env=e.api_key_env, temperature=e.temperature if e.do_sample else 0.0,
-                               max_tokens=e.max_new_tokens, concurrency=e.concurrency)
+                               max_tokens=e.max_new_tokens, concurrency=e.concurrency,
+                               extra_body={"chat_template_kwargs": dict(r.model.chat_template_kwargs)}
+                               if r.model.chat_template_kwargs else None)
     system = [{"role": "system", "content": r.model.system_prompt}] if r.model.system_prompt else []
     results = OpenAIClient(settings).complete(
         [TeacherRequest(system + [{"role": "user", "content": p}], sample_index=r.seed) for p in prompts],
@@ -370,7 +374,7 @@ def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, l
 
     rows = [x for name, rs in sets.items() if name in BUILTIN_SETS for x in rs]
     emb = prompt_embeddings(model, tokenizer, [renderer.prompt(x["prompt"]) for x in rows],
-                            batch_size=ctx.recipe.eval.batch_size, add_special_tokens=False)
+                            batch_size=ctx.recipe.eval.batch_size)
     buf = io.BytesIO()
     np.savez(buf, embeddings=emb, kinds=np.asarray([x.get("kind", "") for x in rows]),
              ids=np.asarray([str(x["id"]) for x in rows]))

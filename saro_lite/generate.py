@@ -1,5 +1,6 @@
 """Batched generation: left padding, prompts sorted by length (less padding), each sequence stopping at
-the end-of-turn token, a rich progress bar over batches.
+the end-of-turn token or at any end-of-sequence id of the model's generation_config (Qwen's
+`<|endoftext|>`, Llama 3's `<|eom_id|>` / `<|end_of_text|>`, ...), a rich progress bar over batches.
 
 Two decode loops, same outputs (greedy: token for token; tests/test_generate.py checks it):
 - "kit" (default): a plain KV-cache loop that DROPS finished sequences from the batch, cache included.
@@ -25,8 +26,35 @@ TOP_P = 0.95
 @dataclass
 class Generation:
     text: str  # decoded new tokens, special tokens removed
-    tokens: int  # new tokens up to and including end-of-turn
-    finished: bool  # ended with end-of-turn (False: hit max_new_tokens)
+    tokens: int  # new tokens up to and including the stop token
+    finished: bool  # ended with a stop token, end-of-turn or EOS (False: hit max_new_tokens)
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """The ids that end a reply: the tokenizer's eos_token (the kit sets it to the template's end-of-turn
+    token) first, then the model's generation_config eos_token_id (an id or a list), as `model.generate`
+    stops on them."""
+    ids: list[int] = []
+    gc_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for t in [tokenizer.eos_token_id, *(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos])]:
+        if isinstance(t, int) and t not in ids:
+            ids.append(t)
+    return ids
+
+
+def encode_prompts(tokenizer, prompts: list[str], max_length: int | None = None):
+    """The input tensors generation feeds the model for rendered prompts (padded on the tokenizer's
+    padding side): the tokenizer's own special tokens are added, so a template that relies on the
+    tokenizer for BOS (Renderer.prompt strips a written one) gets exactly one. Anything that must see the
+    prompts as the model does when it answers (the embedding analysis) tokenizes through here."""
+    kw = dict(truncation=True, max_length=max_length) if max_length else {}
+    return tokenizer(list(prompts), return_tensors="pt", padding=True, **kw)
+
+
+def prompt_length(tokenizer, prompt: str, max_length: int | None = None) -> int:
+    """Tokens of one prompt as encode_prompts feeds it (padding aside)."""
+    kw = dict(truncation=True, max_length=max_length) if max_length else {}
+    return len(tokenizer(prompt, **kw)["input_ids"])
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 8,
@@ -38,8 +66,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     if loop not in LOOPS:
         raise ValueError(f"generation loop must be one of {LOOPS}, got {loop!r}")
     tokenizer.padding_side = "left"
-    eot = tokenizer.eos_token_id
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    stops = stop_ids(model, tokenizer)
+    lengths = [prompt_length(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # similar lengths share a batch
     results: list[Generation | None] = [None] * len(prompts)
     device = next(model.parameters()).device
@@ -50,12 +78,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            enc = encode_prompts(tokenizer, [prompts[i] for i in idx]).to(device)
             with torch.no_grad():
-                new = decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, eot)
+                new = decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops)
             for i, ids in zip(idx, new):
-                finished = eot in ids
-                ids = ids[:ids.index(eot) + 1] if finished else ids
+                end = next((j for j, t in enumerate(ids) if t in stops), None)
+                finished = end is not None
+                ids = ids[:end + 1] if finished else ids
                 results[i] = Generation(tokenizer.decode(ids, skip_special_tokens=True), len(ids), finished)
             if progress is not None:
                 progress.advance(task, len(idx))
@@ -64,8 +93,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     return results  # type: ignore[return-value]
 
 
-def _transformers_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, eot) -> list[list[int]]:
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=eot,
+def _transformers_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops) -> list[list[int]]:
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=stops or None,
                   pad_token_id=tokenizer.pad_token_id)
     if do_sample:
         kwargs.update(temperature=temperature, top_p=TOP_P)
@@ -112,11 +141,12 @@ def _warpers(model, do_sample: bool, temperature: float):
     return procs
 
 
-def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, eot) -> list[list[int]]:
+def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops) -> list[list[int]]:
     import torch
     from transformers import DynamicCache
 
     ids, attn = enc["input_ids"], enc["attention_mask"]
+    stop_set = set(stops)
     procs = _warpers(model, do_sample, temperature)
     # prompt + new tokens of the live rows, for the repetition penalty; padding is replaced by the row's
     # last prompt token (a token the row has anyway), as generate ignores the padding
@@ -135,7 +165,7 @@ def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, e
         else:
             token = scores.argmax(-1)
         tokens = token.tolist()  # the step's one device sync; the rest is decided on the CPU
-        going = [i for i, t in enumerate(tokens) if eot is None or t != eot]
+        going = [i for i, t in enumerate(tokens) if t not in stop_set]
         for row, t in zip(live, tokens):
             new[row].append(t)
         if step == max_new_tokens - 1 or not going:

@@ -339,12 +339,29 @@ def device_and_dtypes(recipe: Recipe):
     return device, dtype, compute
 
 
-def load_model(recipe: Recipe, path: str):
-    """The base model: 4-bit NF4 through BitsAndBytesConfig when model.load_in_4bit (CPU or CUDA)."""
+def load_dtype(recipe: Recipe, for_training: bool = False):
+    """The dtype a model is loaded in. Full fine-tuning on a GPU in bf16/fp16 trains fp32 weights: the
+    trainer's mixed precision (bf16/fp16 from trainer_args) computes in 16 bits under autocast while the
+    weights and optimizer updates stay fp32; in bf16 weights an update below the weight's precision
+    (2^-8 of it) rounds away. The frozen reference of a full-FT stage loads the same way, so the policy at
+    step 0 is exactly the reference. Inference, and LoRA's frozen base, keep the 16-bit dtype."""
+    import torch
+
+    device, dtype, _ = device_and_dtypes(recipe)
+    if for_training and recipe.model.finetune == "full" and device == "cuda" \
+            and dtype in (torch.bfloat16, torch.float16):
+        return torch.float32
+    return dtype
+
+
+def load_model(recipe: Recipe, path: str, for_training: bool = False):
+    """The base model: 4-bit NF4 through BitsAndBytesConfig when model.load_in_4bit (CPU or CUDA).
+    for_training: a model a training stage fine-tunes (or its full-FT reference); see load_dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    device, dtype, compute = device_and_dtypes(recipe)
+    device, _, compute = device_and_dtypes(recipe)
+    dtype = load_dtype(recipe, for_training)
     # under `accelerate launch` every process holds its own copy on its own GPU (LOCAL_RANK)
     gpu = int(os.environ.get("LOCAL_RANK", 0))
     kwargs = dict(dtype=dtype, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code,

@@ -56,15 +56,33 @@ def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
     return rows
 
 
+def prompt_key(record: dict) -> str:
+    """Which prompt a pair belongs to: its `prompt_id` where the record has one (teacher records, one per
+    sample), else its prompt text (whitespace and case folded). All pairs of one prompt share a key."""
+    pid = record.get("prompt_id")
+    if pid not in (None, ""):
+        return f"id:{pid}"
+    return "text:" + normalize_prompt(record["prompt"])
+
+
+def normalize_prompt(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
 def pair_row(renderer, row_id: str, kind_of_pair: str, record: dict, prompt: str, chosen: str, rejected: str) -> dict:
     prompt, (chosen, rejected) = renderer.on_token_boundary(prompt, chosen, rejected)
-    return {"id": row_id, "type": kind_of_pair, "kind": record["kind"], "prompt": prompt, "chosen": chosen,
-            "rejected": rejected}
+    return {"id": row_id, "type": kind_of_pair, "kind": record["kind"], "prompt_key": prompt_key(record),
+            "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out `val_size` pairs (fewer when the data is small, never under 8), spread over
-    (type, kind) groups round-robin so the validation set mirrors the training mix."""
+    (type, kind) groups round-robin so the validation set mirrors the training mix.
+
+    The split is by prompt: all pairs of one prompt (same `prompt_key`, see prompt_key(); rows without
+    one count as their own prompt) go to the same side, so an OP-COT pair held out never has its PP-COT
+    sibling in training. When no prompt left fits the remaining room exactly, the smallest one is held out
+    and the set ends a little over its size (by less than one prompt's pairs)."""
     n_val = min(val_size, len(rows) // 4)
     if n_val < 8:
         if len(rows) < 16:
@@ -73,19 +91,78 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
                             f"pairs.max_new_tokens, or use more prompts (data.limit)")
         n_val = 8
     rng = random.Random(seed)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    members: dict[str, list[dict]] = defaultdict(list)  # prompt key -> its pairs, in file order
     for r in rows:
-        groups[(r["type"], r["kind"])].append(r)
-    for g in groups.values():
-        rng.shuffle(g)
-    val_ids: list[str] = []
-    keys = sorted(groups)
-    while len(val_ids) < n_val:
-        for k in keys:
-            if groups[k] and len(val_ids) < n_val:
-                val_ids.append(groups[k].pop()["id"])
-    chosen = set(val_ids)
-    return [r for r in rows if r["id"] not in chosen], [r for r in rows if r["id"] in chosen]
+        members[r.get("prompt_key") or f"row:{r['id']}"].append(r)
+    buckets: dict[tuple, list[str]] = defaultdict(list)  # (type, kind) -> prompt keys with such a pair
+    for key, rs in members.items():
+        for tk in dict.fromkeys((r["type"], r["kind"]) for r in rs):
+            buckets[tk].append(key)
+    for b in buckets.values():
+        rng.shuffle(b)
+    taken: set[str] = set()
+    n_taken = 0
+    order = sorted(buckets)
+    while n_taken < n_val:
+        progressed = False
+        for k in order:  # round-robin: the next prompt of each (type, kind) that still fits
+            fits = [key for key in buckets[k] if key not in taken and n_taken + len(members[key]) <= n_val]
+            if fits:
+                taken.add(fits[-1])
+                n_taken += len(members[fits[-1]])
+                progressed = True
+        if not progressed:  # nothing fits exactly: the smallest prompt left, then stop
+            free = [key for k in order for key in reversed(buckets[k]) if key not in taken]
+            if free:
+                key = min(free, key=lambda x: len(members[x]))
+                taken.add(key)
+                n_taken += len(members[key])
+            break
+    held = {r["id"] for key in taken for r in members[key]}
+    return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
+
+
+def known_pair_records(r) -> tuple[list[dict], list[dict]] | None:
+    """The OP-COT / PP-COT records the pairs stage starts from, when they are known before it runs
+    (pairs.source starter or file), loaded and limited exactly as run() does; None for teacher and self
+    (those pairs exist only after the stage has run)."""
+    kinds = r.data.kinds
+    if r.pairs.source == "file":
+        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
+        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
+    elif r.pairs.source == "starter":
+        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
+        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
+    else:
+        return None
+    return balanced_limit(op, r.pairs.op_limit, kinds, r.seed), balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+
+
+def pair_index(op: list[dict], pp: list[dict]) -> list[dict]:
+    """What split_val reads of each pair, in render_pairs' order: {id, type, kind, prompt_key, text}."""
+    return ([{"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt_key": prompt_key(x),
+              "text": x["prompt"]} for x in op]
+            + [{"id": f"pp:{x['id']}", "type": "pp", "kind": x["kind"], "prompt_key": prompt_key(x),
+                "text": x["prompt"]} for x in pp])
+
+
+def validation_prompts(r) -> set[str]:
+    """The prompts (normalize_prompt) of the pairs the pairs stage will hold out for validation, computed
+    from the recipe alone (same records, split, seed) so the data stage can leave them out of RW.
+    Empty when the pairs are not known in advance (teacher, self) or too few to split."""
+    recs = known_pair_records(r)
+    if recs is None:
+        return set()
+    try:
+        _, val = split_val(pair_index(*recs), r.pairs.val_size, r.seed)
+    except UserError:
+        return set()  # the pairs stage reports it
+    return {normalize_prompt(x["text"]) for x in val}
+
+
+# The settings validation_prompts() reads besides seed and data (part of the data stage's fingerprint).
+VALIDATION_KEYS = ["pairs.source", "pairs.op_path", "pairs.pp_path", "pairs.use_op", "pairs.use_pp",
+                   "pairs.op_limit", "pairs.pp_limit", "pairs.val_size"]
 
 
 def length_report(tokenizer, rows: list[dict], max_length: int, console) -> dict:
@@ -185,19 +262,14 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
 def run(ctx) -> None:
     r = ctx.recipe
     kinds = r.data.kinds
-    if r.pairs.source == "teacher":
+    if r.pairs.source == "teacher":  # limits its prompts before synthesis
         op, pp = pairs_from_teacher(ctx)
     elif r.pairs.source == "self":
         op, pp = pairs_from_self(ctx)
-    elif r.pairs.source == "file":
-        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
-        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
-    else:
-        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
-        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
-    if r.pairs.source != "teacher":  # the teacher path limits its prompts before synthesis
         op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
         pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    else:  # starter or file: the same records the data stage read to leave the validation prompts out of RW
+        op, pp = known_pair_records(r)
     if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
         op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
         ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
@@ -208,10 +280,30 @@ def run(ctx) -> None:
     train, val = split_val(rows, r.pairs.val_size, r.seed)
     write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
     write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
+    warn_seen_validation_prompts(ctx, op, pp, val)
     length_report(ctx.tokenizer(), rows, r.srpo.max_length, ctx.console)
     c = Counter(x["type"] for x in train)
     ctx.console.print(f"pairs: {len(op)} OP-COT + {len(pp)} PP-COT -> train {len(train)} "
                       f"(op {c['op']}, pp {c['pp']}), held-out validation {len(val)}")
+
+
+def warn_seen_validation_prompts(ctx, op: list[dict], pp: list[dict], val: list[dict]) -> None:
+    """Warn when held-out pairs' prompts were RW training prompts (data/rit_d.jsonl). The data stage leaves
+    them out when the pairs are known in advance (starter, file); the self path samples its pairs on the
+    RW prompts themselves, and a teacher may write pairs for prompts RW trained on."""
+    from .fileio import read_jsonl
+
+    rit = ctx.path("data/rit_d.jsonl")
+    if not rit.exists():
+        return
+    seen = {normalize_prompt(x["prompt"]) for x in read_jsonl(rit, allow_empty=True)}
+    text = {f"op:{x['id']}": x["prompt"] for x in op} | {f"pp:{x['id']}": x["prompt"] for x in pp}
+    held = {normalize_prompt(text[x["id"]]) for x in val}
+    if held & seen:
+        ctx.console.print(f"[yellow]warning:[/] {len(held & seen)} of {len(held)} validation prompts are also RW "
+                          f"training prompts (data/rit_d.jsonl): held-out reward tracking then scores prompts "
+                          f"the RW model has seen" + (" (the self path samples its pairs on the RW prompts)"
+                                                      if ctx.recipe.pairs.source == "self" else ""))
 
 
 def main(argv=None):

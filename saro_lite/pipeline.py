@@ -16,6 +16,7 @@ from typing import Callable
 from .errors import UserError
 from .models import artifact
 from .fileio import atomic_write_text, set_open_permissions, write_json
+from .pairs import VALIDATION_KEYS
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 
 def _no_kernels_hub_notice(record) -> bool:
@@ -76,7 +77,9 @@ class Stage:
 MODEL_KEYS = ["model"]
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("data", "saro_lite.data", [],
-          lambda r: ["seed", "data"] + (TEACHER_DATA_KEYS if r.data.source == "teacher" else []),
+          # + the settings that decide the validation pairs' prompts, which the data stage leaves out
+          lambda r: ["seed", "data"] + (TEACHER_DATA_KEYS if r.data.source == "teacher" else [])
+          + (VALIDATION_KEYS if r.pairs.source in ("starter", "file") else []),
           lambda r: ["data/prompts.jsonl", "data/rit_d.jsonl"],
           "prompts and RIT-D reasoning traces"),
     Stage("warmup", "saro_lite.warmup", ["data"],

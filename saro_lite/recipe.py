@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -390,6 +391,52 @@ def _check_meta(value: Any, meta: dict, key: str, where: str) -> None:
         raise UserError(f"{where}: {key}: must be > {meta['gt']}, got {value!r}")
 
 
+# What TRL 1.16's DPOTrainer accepts, used only when the installed trl cannot be read.
+_TRL_DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+@functools.lru_cache(maxsize=1)
+def trl_dpo_loss_types() -> frozenset[str]:
+    """The DPO `loss_type` names the installed TRL accepts, read from its source without importing it
+    (importing trl pulls in torch and transformers, seconds at every recipe load).
+
+    TRL has no list of them: DPOTrainer's loss dispatches on `loss_type == "<name>"` branches (an unknown
+    name is a ValueError at the first training step), so those branches in trl/trainer/dpo_trainer.py are
+    the source; DPOConfig's help text ("Possible values are: ...") is the second; a copy of TRL 1.16's list
+    the last."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("trl")
+    except (ImportError, ValueError):
+        spec = None
+    roots = [Path(p) / "trainer" for p in (spec.submodule_search_locations or [])] if spec else []
+    for root in roots:
+        try:
+            tree = ast.parse((root / "dpo_trainer.py").read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        names = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                 and isinstance(node.left, ast.Name) and node.left.id == "loss_type"
+                 and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)
+                 for c in node.comparators if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+        if names:
+            return frozenset(names)
+    for root in roots:
+        try:
+            text = (root / "dpo_config.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        m = re.search(r"loss_type \(`[^`]*`.*?Possible values are:(.*?)\.\s", text, re.S)
+        if m:
+            names = set(re.findall(r"`'(\w+)'`", m.group(1)))
+            if names:
+                return frozenset(names)
+    return frozenset(_TRL_DPO_LOSSES)
+
+
 def _closest(name: str, options: list[str]) -> str:
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -432,8 +479,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
     for arm in r.eval.arms:
         if not isinstance(arm, str):
             raise UserError(f"{where}: eval.arms: expected names, got {arm!r}")
-    known_losses = {"sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "aot",
-                    "aot_pair", "apo_zero", "apo_down", "discopop", "sft", "exo_pair"}
+    known_losses = trl_dpo_loss_types()
     for lt in r.srpo.loss_type:
         if lt not in known_losses:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")

@@ -64,13 +64,13 @@ def run(ctx) -> None:
     rw_dir = str(ctx.path(artifact(r, "warmup")))
     ref_model = None
     if r.model.finetune == "lora":
-        base = load_model(r, ctx.model_path)
+        base = load_model(r, ctx.model_path, for_training=True)
         if getattr(base, "is_loaded_in_4bit", False):
             prepare_for_qlora(base, r.srpo.gradient_checkpointing)
         policy = PeftModel.from_pretrained(base, rw_dir, is_trainable=True)
     else:  # full fine-tuning: the reference is a second, frozen copy of the RW model
-        policy = load_model(r, rw_dir)
-        ref_model = load_model(r, rw_dir).eval()
+        policy = load_model(r, rw_dir, for_training=True)  # fp32 weights under mixed precision
+        ref_model = load_model(r, rw_dir, for_training=True).eval()
         ref_model.requires_grad_(False)
 
     args = DPOConfig(**trainer_args(r, r.srpo, ckpt_dir), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),

@@ -64,6 +64,8 @@ class TeacherSettings:
     backoff_cap: float = 60.0
     price_per_1k_tokens: float | None = None  # for the cost estimate on the progress bar
     stop_on_failure: bool = False  # an item failing after max_attempts stops the run
+    # Extra fields of the request body (openai backend), e.g. {"chat_template_kwargs": {...}} for vLLM.
+    extra_body: dict | None = None
     # Used by saro_lite.synth (how replies become records):
     samples: int = 1  # samples per prompt (k)
     malformed_retries: int = 2  # a malformed reply is re-asked (next sample index) this many times
@@ -73,7 +75,10 @@ class TeacherSettings:
 
     def sampling(self) -> dict:
         """The settings that change a reply (part of the cache key)."""
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        out = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.extra_body:  # only when set: the cache keys of existing replies stay the same
+            out["extra_body"] = self.extra_body
+        return out
 
 
 def settings_from(obj: Any) -> TeacherSettings:
@@ -302,7 +307,7 @@ class OpenAIClient(TeacherClient):
     def _post(self, req: TeacherRequest) -> tuple[str, int]:
         s = self.settings
         payload = {"model": s.model, "messages": req.messages, "temperature": s.temperature,
-                   "max_tokens": s.max_tokens, "seed": req.sample_index}
+                   "max_tokens": s.max_tokens, "seed": req.sample_index, **(s.extra_body or {})}
         http_req = urllib.request.Request(self.url, data=json.dumps(payload).encode("utf-8"), method="POST",
                                           headers={"Content-Type": "application/json", "Accept": "application/json",
                                                    "User-Agent": "saro-lite"})

@@ -67,7 +67,7 @@ def train_sft(ctx, dataset, stage_dir: str, fingerprint: str, label: str) -> dic
     if resume:
         ctx.console.print(f"resuming {label} from {resume}")
 
-    model = load_model(r, ctx.model_path)
+    model = load_model(r, ctx.model_path, for_training=True)
     peft_config = None
     if r.model.finetune == "lora":
         peft_config = lora_config(r)

@@ -261,3 +261,53 @@ def test_plot_reflection_writes_png(tmp_path):
     assert_png(plot_reflection(counts, tmp_path / "a/reflection.png"))
     none = pattern_counts({"base": [{"reasoning": []}], "saro": [{"reasoning": ["Fine."]}]})
     assert_png(plot_reflection(none, tmp_path / "b/reflection.png"))
+
+
+def test_embeddings_see_the_tokens_generation_feeds_bos_included(default_recipe, tiny_tok, tmp_path):
+    """A template that writes BOS with a tokenizer that adds it (Llama 3, Gemma): Renderer.prompt leaves
+    BOS to the tokenizer, so the eval embeddings must tokenize as generation does, BOS included."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from saro_lite.evaluate import save_embeddings
+    from saro_lite.generate import generate
+    from saro_lite.models import make_renderer, tiny_model_path
+    from saro_lite.pipeline import Context
+
+    tok = copy.deepcopy(tiny_tok)
+    tok.bos_token, tok.add_bos_token = "<|im_start|>", True  # the chat template opens with it
+    tok.update_post_processor()
+    bos = tok.bos_token_id
+    assert tok("x")["input_ids"][0] == bos
+    renderer = make_renderer(default_recipe, tok)
+    prompts = [renderer.prompt(p) for p in PROMPTS]
+    assert not prompts[0].startswith("<|im_start|>")  # the written BOS is left to the tokenizer
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_path(default_recipe)))
+    fed = []  # per forward call: each row's tokens, padding left out
+
+    def record(module, args, kw):
+        mask = kw.get("attention_mask")
+        fed.append([[t for t, m in zip(ids, ms) if m] for ids, ms in
+                    zip(kw["input_ids"].tolist(), mask.tolist() if mask is not None else kw["input_ids"].tolist())])
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        seen = []
+        for p in prompts:
+            fed.clear()
+            generate(model, tok, [p], 1, batch_size=1, loop="transformers")
+            seen.append(fed[0][0])  # the prompt's tokens, as generation feeds them
+        assert all(ids[0] == bos for ids in seen)
+        by_length = [seen[i] for i in np.argsort([len(s) for s in seen], kind="stable")]  # embedding order
+        fed.clear()
+        emb = prompt_embeddings(model, tok, prompts, batch_size=1)
+        assert [x[0] for x in fed] == by_length
+        fed.clear()
+        rows = [{"id": f"h{i}", "prompt": p, "kind": "harmful"} for i, p in enumerate(PROMPTS)]
+        save_embeddings(Context(default_recipe, tmp_path, None), "base", model, tok, renderer, {"harmful": rows})
+        assert [row for x in fed for row in x] == by_length
+    finally:
+        hook.remove()
+    saved = np.load(tmp_path / "eval/base/embeddings.npz")["embeddings"]
+    assert np.abs(saved - emb).max() < 1e-4

@@ -111,3 +111,93 @@ def test_pair_traces_adds_chosen_sides_of_new_prompts():
     safe = pair_traces(rit, ["benign", "borderline"])
     assert safe and {x["kind"] for x in safe} == {"benign", "borderline"}
     assert pair_traces(rit, []) == []
+
+
+def _raw_prompts(rows, op, pp):
+    """The prompt text (normalized) of each rendered pair row, looked up by its record id."""
+    from saro_lite.pairs import normalize_prompt
+
+    text = {f"op:{x['id']}": x["prompt"] for x in op} | {f"pp:{x['id']}": x["prompt"] for x in pp}
+    return {normalize_prompt(text[r["id"]]) for r in rows}
+
+
+def test_split_val_keeps_all_pairs_of_a_prompt_on_one_side():
+    """Self-path shape: every prompt has an OP-COT and a PP-COT pair (same id, same text). No validation
+    prompt may have a sibling pair in training, and the (type, kind) spread and sizes hold."""
+    from collections import Counter
+
+    from saro_lite.pairs import prompt_key
+
+    op = balanced_limit(load_op(STARTER_DIR / "op_cot.jsonl"), 80, ["harmful", "jailbreak", "benign", "borderline"], 0)
+    pp = [{**x, "type": "pp"} for x in op]  # the same prompts again, as PP-COT pairs
+    rows = ([{"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt_key": prompt_key(x)} for x in op]
+            + [{"id": f"pp:{x['id']}", "type": "pp", "kind": x["kind"], "prompt_key": prompt_key(x)} for x in pp])
+    for seed in range(5):
+        train, val = split_val(rows, 20, seed)
+        assert len(val) == 20 and len(train) == len(rows) - 20
+        assert not {r["prompt_key"] for r in val} & {r["prompt_key"] for r in train}
+        spread = Counter((r["type"], r["kind"]) for r in val)
+        assert len(spread) == 8 and max(spread.values()) - min(spread.values()) <= 2, spread
+    # prompt_id (teacher records, one per sample) groups samples of one prompt whatever their text
+    recs = [{"id": f"p{i}-s{j}", "prompt_id": f"p{i}", "prompt": f"prompt {i} sample {j}", "kind": "benign"}
+            for i in range(20) for j in range(2)]
+    rows = [{"id": f"op:{x['id']}", "type": "op", "kind": x["kind"], "prompt_key": prompt_key(x)} for x in recs]
+    train, val = split_val(rows, 10, 0)
+    assert len(val) == 10 and not {r["prompt_key"] for r in val} & {r["prompt_key"] for r in train}
+
+
+def test_no_validation_prompt_in_srpo_train_on_the_starter_pack(default_recipe, tiny_tok):
+    from saro_lite.models import make_renderer
+    from saro_lite.pairs import render_pairs
+
+    op, pp = load_op(STARTER_DIR / "op_cot.jsonl"), load_pp(STARTER_DIR / "pp_cot.jsonl")
+    rows = render_pairs(make_renderer(default_recipe, tiny_tok), op, pp)
+    for seed in range(3):
+        train, val = split_val(rows, 32, seed)
+        assert len(val) == 32
+        assert not _raw_prompts(val, op, pp) & _raw_prompts(train, op, pp)
+
+
+def test_no_validation_prompt_in_srpo_train_of_a_finished_run(tiny_run):
+    from saro_lite.fileio import read_jsonl
+
+    op, pp = read_jsonl(tiny_run / "data/op_cot.jsonl"), read_jsonl(tiny_run / "data/pp_cot.jsonl")
+    train, val = read_jsonl(tiny_run / "data/srpo_train.jsonl"), read_jsonl(tiny_run / "data/srpo_val.jsonl")
+    assert val and train
+    assert not _raw_prompts(val, op, pp) & _raw_prompts(train, op, pp)
+
+
+def _training_leaks(run):
+    """Validation prompts (normalized text) found in the run's training files: data/rit_d.jsonl (RW) and
+    data/srpo_train.jsonl (SRPO)."""
+    from saro_lite.fileio import read_jsonl
+    from saro_lite.pairs import normalize_prompt
+
+    op, pp = read_jsonl(run / "data/op_cot.jsonl"), read_jsonl(run / "data/pp_cot.jsonl")
+    val = _raw_prompts(read_jsonl(run / "data/srpo_val.jsonl"), op, pp)
+    assert val
+    rw = {normalize_prompt(x["prompt"]) for x in read_jsonl(run / "data/rit_d.jsonl")}
+    return (val & rw) | (val & _raw_prompts(read_jsonl(run / "data/srpo_train.jsonl"), op, pp))
+
+
+def test_no_validation_prompt_in_any_training_file_of_a_finished_run(tiny_run):
+    assert not _training_leaks(tiny_run)
+
+
+def test_no_validation_prompt_in_rw_with_pair_traces(tmp_path, cache_dir):
+    """data.pair_trace_kinds (the toy recipe) trains RW on the chosen sides of the starter pairs: the
+    data stage leaves out the prompts the pairs stage (run after it) holds out for validation."""
+    from conftest import FAST, sets
+    from saro_lite.cli import main
+    from saro_lite.fileio import read_jsonl
+    from saro_lite.recipe import load_recipe
+
+    fast = [x for x in FAST if not x.startswith("data.pair_trace_kinds")]
+    assert load_recipe(None).data.pair_trace_kinds  # the toy recipe's setting, kept here
+    assert main(["--stages", "data,pairs", *sets(*fast, f"output_dir={tmp_path}")]) == 0
+    assert not _training_leaks(tmp_path)
+    assert len(read_jsonl(tmp_path / "data/srpo_val.jsonl")) == 8
+    # a validation setting the data stage reads re-runs it (and what builds on it)
+    assert main(["--stages", "data,pairs", *sets(*fast, f"output_dir={tmp_path}", "pairs.val_size=12")]) == 0
+    assert not _training_leaks(tmp_path)
+    assert len(read_jsonl(tmp_path / "data/srpo_val.jsonl")) == 12

@@ -466,3 +466,49 @@ def test_extra_set_results_are_in_the_terminal_table(tmp_path, tiny_run, capsys)
     for arm in ("base", "saro"):
         assert f"│ {arm} │ mine │ 2 │" in tail
     assert "| saro | mine | 2 |" in (run / "report.md").read_text()
+
+
+def test_served_eval_sends_the_chat_template_kwargs(tmp_path, cache_dir):
+    """eval.generator openai: the server applies the chat template, so model.chat_template_kwargs travel
+    in the request body as `chat_template_kwargs` (what vLLM accepts); without them none is sent."""
+    import http.server
+    import threading
+
+    from conftest import FAST
+    from saro_lite.evaluate import served_generations
+    from saro_lite.pipeline import Context
+    from saro_lite.recipe import load_recipe
+
+    bodies = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"choices": [{"message": {"content": "<think>\nFine.\n</think>\n\nHello."}}],
+                               "usage": {"completion_tokens": 5}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    base = [x for x in FAST if x.startswith("model.")] + ["eval.generator=openai", f"eval.base_url={url}"]
+    try:
+        r = load_recipe(None, base + ["model.chat_template_kwargs={date_string: 26 Jul 2024, enable_thinking: false}"])
+        gens = served_generations(Context(r, tmp_path, None), "saro", ["hi", "hello"], None, None)
+        assert [g.text for g in gens] == ["<think>\nFine.\n</think>\n\nHello."] * 2
+        assert len(bodies) == 2
+        for b in bodies:
+            assert b["chat_template_kwargs"] == {"date_string": "26 Jul 2024", "enable_thinking": False}
+            assert b["model"] == "saro" and b["messages"][-1]["role"] == "user"
+        bodies.clear()
+        served_generations(Context(load_recipe(None, base), tmp_path, None), "saro", ["hi"], None, None)
+        assert len(bodies) == 1 and "chat_template_kwargs" not in bodies[0]
+    finally:
+        server.shutdown()

@@ -126,3 +126,48 @@ def test_settings_the_kit_loop_lacks_fall_back_to_transformers(saro):
     finally:
         gc.no_repeat_ngram_size = before
     assert kit == ref and kit != plain  # the setting mattered and was applied
+
+
+
+@pytest.fixture(scope="module")
+def random_tiny(default_recipe, tiny_tok):
+    """The random-init tiny model (no training, full precision): its greedy replies are varied tokens."""
+    from saro_lite.models import load_model, make_renderer, tiny_model_path
+
+    model = load_model(default_recipe, str(tiny_model_path(default_recipe)))
+    renderer = make_renderer(default_recipe, tiny_tok)
+    return model, tiny_tok, [renderer.prompt(p) for p in PROMPTS]
+
+
+def test_generation_stops_on_the_models_eos_ids(random_tiny):
+    """A generation_config eos list (Qwen: [<|im_end|>, <|endoftext|>]; Llama 3.1: [..., <|eom_id|>,
+    <|eot_id|>]) ends a reply at any of its ids, in both loops, not only at the end-of-turn token."""
+    import torch
+
+    from saro_lite.generate import stop_ids
+
+    model, tok, texts = random_tiny
+    enc = tok(texts[:1], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=24, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    pos = next(i for i in range(2, len(new)) if new[i] not in new[:i] and new[i] != tok.eos_token_id)
+    stop = new[pos]  # a token the model emits as its (pos+1)-th, and not before
+    gc = model.generation_config
+    before = gc.eos_token_id
+    try:
+        plain = generate(model, tok, texts[:1], 24, batch_size=1, loop="kit")[0]
+        assert plain.tokens > pos + 1  # without the eos list the reply goes on past it
+        gc.eos_token_id = [tok.eos_token_id, stop]
+        assert stop_ids(model, tok) == [tok.eos_token_id, stop]
+        for loop in ("kit", "transformers"):
+            for batch in (texts[:1], texts):  # alone, and in a batch whose other rows go on
+                g = generate(model, tok, batch, 24, batch_size=len(batch), loop=loop)[0]
+                assert g.finished and g.tokens == pos + 1, (loop, len(batch), g)
+                assert g.text == tok.decode(new[:pos + 1], skip_special_tokens=True)
+        gc.eos_token_id = stop  # a single id, as many checkpoints write it
+        assert stop_ids(model, tok) == [tok.eos_token_id, stop]
+        assert generate(model, tok, texts[:1], 24, batch_size=1)[0].tokens == pos + 1
+    finally:
+        gc.eos_token_id = before

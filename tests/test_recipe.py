@@ -113,3 +113,29 @@ def test_yaml_error_names_the_line_of_the_mistake(tmp_path, mistake, problem):
         load_recipe(p)
     msg = str(e.value)
     assert msg.startswith(f"{p}: line 70: YAML syntax error: ") and problem in msg and "\n" not in msg
+
+
+def test_dpo_loss_types_come_from_trl():
+    """Every loss name TRL's DPOConfig documents is accepted; an old name (aot_pair, renamed aot_unpaired)
+    is rejected with the new one suggested; reading them does not import torch."""
+    import re
+    import subprocess
+    import sys
+
+    from trl import DPOConfig
+
+    from saro_lite.recipe import trl_dpo_loss_types
+
+    help_text = DPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    documented = set(re.findall(r"`'(\w+)'`", help_text))
+    assert {"sigmoid", "sigmoid_norm", "aot_unpaired", "sft"} <= documented
+    assert documented == set(trl_dpo_loss_types())
+    for name in sorted(documented):
+        assert load_recipe(None, [f"srpo.loss_type=[{name}]"]).srpo.loss_type == [name]
+    assert load_recipe(None, ["srpo.loss_type=[sigmoid_norm, sft]"]).srpo.loss_type == ["sigmoid_norm", "sft"]
+    with pytest.raises(UserError, match=r"unknown loss 'aot_pair'.*did you mean 'aot_unpaired'"):
+        load_recipe(None, ["srpo.loss_type=[aot_pair]"])
+    code = ("import sys; from saro_lite.recipe import load_recipe; load_recipe(None, ['srpo.loss_type=[sigmoid_norm]']);"
+            " print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]

@@ -185,3 +185,49 @@ def test_changed_setting_reruns_that_stage_and_later_ones(tmp_path, tiny_run, ca
     state = json.loads((run / ".stages/srpo.json").read_text())
     assert state["settings"]["srpo"]["max_steps"] == 2
     assert not any("val/reward_margin" in r for r in read_jsonl(run / "srpo/metrics.jsonl"))  # track_every=0
+
+
+def test_full_finetuning_on_a_gpu_trains_fp32_weights_under_mixed_precision(monkeypatch, default_recipe, tmp_path):
+    """model.finetune full on CUDA with bf16: the trained model (and its frozen reference) load in fp32 and
+    the trainer's bf16 autocast does the 16-bit compute, so small updates are not rounded away; eval and
+    LoRA's frozen base stay bf16. No GPU here: device_and_dtypes and from_pretrained are stand-ins."""
+    import copy
+    import inspect
+
+    import torch
+    import transformers
+
+    import saro_lite.baselines
+    import saro_lite.models as models
+    import saro_lite.srpo
+    import saro_lite.training as training
+    import saro_lite.warmup
+
+    fake = lambda recipe: ("cuda", torch.bfloat16, torch.bfloat16)  # noqa: E731
+    monkeypatch.setattr(models, "device_and_dtypes", fake)
+    monkeypatch.setattr(training, "device_and_dtypes", fake)
+    loaded = []
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda path, **kw: loaded.append(kw) or object())
+    full = copy.deepcopy(default_recipe)
+    full.model.finetune = "full"
+    assert models.load_dtype(full, for_training=True) == torch.float32
+    models.load_model(full, "some/model", for_training=True)
+    assert loaded[-1]["dtype"] == torch.float32 and "quantization_config" not in loaded[-1]
+    models.load_model(full, "some/model")  # eval / inference: 16-bit
+    assert loaded[-1]["dtype"] == torch.bfloat16
+    lora = copy.deepcopy(default_recipe)
+    lora.model.finetune, lora.model.load_in_4bit = "lora", True
+    models.load_model(lora, "some/model", for_training=True)  # QLoRA: the frozen base stays 16-bit / 4-bit
+    assert loaded[-1]["dtype"] == torch.bfloat16 and "quantization_config" in loaded[-1]
+    full.model.dtype = "float32"  # fp32 on request: no mixed precision, fp32 weights anyway
+    assert models.load_dtype(full, for_training=True) == torch.float32
+    full.model.dtype = "auto"
+    args = training.trainer_args(full, full.warmup, tmp_path)
+    assert args["bf16"] is True and args["fp16"] is False  # the trainer autocasts the fp32 weights to bf16
+    monkeypatch.setattr(models, "device_and_dtypes", lambda recipe: ("cpu", torch.float32, torch.float32))
+    assert models.load_dtype(full, for_training=True) == torch.float32
+    # every training stage loads what it trains (and a full-FT reference) with for_training=True
+    for fn in (saro_lite.warmup, saro_lite.srpo.run, saro_lite.baselines.train_dpo_from_base):
+        src = inspect.getsource(fn)
+        assert src.count("load_model(") == src.count("for_training=True") > 0, fn
