@@ -17,8 +17,18 @@ def saro(tiny_run, tiny_recipe):
     from saro_lite.evaluate import Arms
     from saro_lite.pipeline import Context
 
+    import torch
+
     ctx = Context(tiny_recipe, tiny_run, None, model_path=tiny_recipe.model.name_or_path)
     with Arms(ctx, ["saro"]).use("saro") as model:
+        # Trained with correct 4-bit gradients, this random-init model's adapter answers every prompt with
+        # blank lines; seeded noise on the LoRA B weights gives ragged replies (the loop's hard case) while
+        # every forward still goes through the NF4 base + LoRA path.
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.add_(torch.randn(p.shape, generator=gen).to(p.dtype) * 0.3)
         yield model, ctx.tokenizer(), [ctx.renderer().prompt(p) for p in PROMPTS]
 
 
