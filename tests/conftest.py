@@ -16,6 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from saro_lite.cli import tune_threads  # noqa: E402  (before torch: sleeping OpenMP waits on a busy machine)
+
+tune_threads()
+
 # Small and fast, but large enough that learning is visible. The first line pins the mechanics
 # configuration (real QLoRA: NF4 base + LoRA, on a random-init tiny model) independently of the
 # tiny-cpu defaults, which run the toy world (pretrained base, full fine-tuning; see test_toy_world.py).

@@ -1,4 +1,5 @@
 """The command line: user mistakes exit 2 with one clear line and no traceback; --help is instant."""
+import os
 import subprocess
 import sys
 import time
@@ -162,3 +163,36 @@ def test_dry_run_plan_shows_baselines_as_not_needed_without_baseline_arms(tmp_pa
     assert "not needed: no safety_sft or dpo in eval.arms" in row and "│ run " not in row
     row = plan("eval.arms=[base, rw, saro, dpo]")
     assert "│ run " in row and "baselines/dpo/metrics.jsonl" in row
+
+
+def test_openmp_threads_sleep_instead_of_spinning_when_the_cpus_are_busy():
+    """tune_threads picks OMP_WAIT_POLICY=PASSIVE when other processes keep the CPUs busy, leaves the
+    default on a quiet machine, never overrides a policy the user set, and can be turned off; the load
+    is measured for real (a busy-looping process beside it)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from saro_lite.cli import tune_threads; busy = float(sys.argv[1]); "
+            "print(tune_threads(busy), os.environ.get('OMP_WAIT_POLICY'))")
+
+    def decide(busy, **env):
+        full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "SARO_LITE_THREAD_TUNING")}
+        p = subprocess.run([sys.executable, "-c", code, str(busy)], cwd=REPO, env={**full, **env},
+                           capture_output=True, text=True, check=True)
+        return p.stdout.split()
+
+    assert decide(1.0) == ["PASSIVE", "PASSIVE"]
+    assert decide(0.1) == ["None", "None"]
+    assert decide(1.0, OMP_WAIT_POLICY="ACTIVE") == ["None", "ACTIVE"]
+    assert decide(1.0, SARO_LITE_THREAD_TUNING="0") == ["None", "None"]
+
+    from saro_lite.cli import busy_cpus_elsewhere
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert busy_cpus_elsewhere(0.5) >= 0.5
+    finally:
+        spinner.kill()
