@@ -316,16 +316,11 @@ def test_baseline_training_data_has_no_reasoning(tiny_tok, default_recipe):
     assert all("<think>" not in x["chosen"] + x["rejected"] and x["chosen"] != x["rejected"] for x in rows)
 
 
-def test_eval_through_an_openai_compatible_server(tmp_path, tiny_run):
-    """eval.generator openai (e.g. vLLM serving the base and the adapters by name): each arm is asked
-    under its served model name; replies are parsed and judged like local generations."""
+def chat_stub_server(reply, tokens: int):
+    """A local OpenAI-compatible chat endpoint: reply(request body) -> the message text; started in a
+    daemon thread; the caller shuts it down."""
     import http.server
-    import shutil
     import threading
-
-    from saro_lite.cli import main
-
-    seen = []
 
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a):
@@ -333,11 +328,8 @@ def test_eval_through_an_openai_compatible_server(tmp_path, tiny_run):
 
         def do_POST(self):
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(req["model"])
-            text = ("<think>\nWait — this asks for harm (P1).\n</think>\n\nI can't help with that."
-                    if req["model"] == "saro-served" else "Sure. Step 1: [details omitted].")
-            body = json.dumps({"choices": [{"message": {"content": text}}],
-                               "usage": {"completion_tokens": 7}}).encode()
+            body = json.dumps({"choices": [{"message": {"content": reply(req)}}],
+                               "usage": {"completion_tokens": tokens}}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -346,6 +338,24 @@ def test_eval_through_an_openai_compatible_server(tmp_path, tiny_run):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_eval_through_an_openai_compatible_server(tmp_path, tiny_run):
+    """eval.generator openai (e.g. vLLM serving the base and the adapters by name): each arm is asked
+    under its served model name; replies are parsed and judged like local generations."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    seen = []
+
+    def reply(req):
+        seen.append(req["model"])
+        return ("<think>\nWait — this asks for harm (P1).\n</think>\n\nI can't help with that."
+                if req["model"] == "saro-served" else "Sure. Step 1: [details omitted].")
+
+    server = chat_stub_server(reply, tokens=7)
     try:
         run = tmp_path / "served"
         shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "tmp_trl", "eval", "report.*"))
@@ -471,32 +481,13 @@ def test_extra_set_results_are_in_the_terminal_table(tmp_path, tiny_run, capsys)
 def test_served_eval_sends_the_chat_template_kwargs(tmp_path, cache_dir):
     """eval.generator openai: the server applies the chat template, so model.chat_template_kwargs travel
     in the request body as `chat_template_kwargs` (what vLLM accepts); without them none is sent."""
-    import http.server
-    import threading
-
     from conftest import FAST
     from saro_lite.evaluate import served_generations
     from saro_lite.pipeline import Context
     from saro_lite.recipe import load_recipe
 
     bodies = []
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            body = json.dumps({"choices": [{"message": {"content": "<think>\nFine.\n</think>\n\nHello."}}],
-                               "usage": {"completion_tokens": 5}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = chat_stub_server(lambda req: bodies.append(req) or "<think>\nFine.\n</think>\n\nHello.", tokens=5)
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     base = [x for x in FAST if x.startswith("model.")] + ["eval.generator=openai", f"eval.base_url={url}"]
     try:

@@ -208,7 +208,7 @@ def test_full_finetuning_on_a_gpu_trains_fp32_weights_under_mixed_precision(monk
     monkeypatch.setattr(training, "device_and_dtypes", fake)
     loaded = []
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
-                        lambda path, **kw: loaded.append(kw) or object())
+                        lambda path, **kw: loaded.append(kw) or torch.nn.Module())
     full = copy.deepcopy(default_recipe)
     full.model.finetune = "full"
     assert models.load_dtype(full, for_training=True) == torch.float32
