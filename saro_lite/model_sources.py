@@ -66,17 +66,19 @@ def in_hf_cache(name: str, filename: str = "config.json", revision: str | None =
 HUB_CHECK_TIMEOUT_S = 5.0
 
 
-def probe_hub(name: str, revision: str | None, timeout: float, endpoint: str | None = None) -> None:
-    """One HEAD on the model's config.json (huggingface_hub's own request: HF_ENDPOINT, token,
-    proxies), without retries; raises when the Hub cannot be reached or refuses the model (gated,
-    missing)."""
+def probe_hub(name: str, revision: str | None, timeout: float, endpoint: str | None = None,
+              filename: str = "config.json") -> None:
+    """One HEAD on a file of the model repo (config.json, or the GGUF of a GGUF-only repo), with
+    huggingface_hub's own request (HF_ENDPOINT, token, proxies) and no retries; raises when the Hub
+    cannot be reached or refuses the model (gated, missing)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    get_hf_file_metadata(hf_hub_url(name, "config.json", revision=revision, endpoint=endpoint), timeout=timeout,
+    get_hf_file_metadata(hf_hub_url(name, filename, revision=revision, endpoint=endpoint), timeout=timeout,
                          retry_on_errors=False)
 
 
-def check_hub_reachable(name: str, revision: str | None, timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
+def check_hub_reachable(name: str, revision: str | None, timeout: float = HUB_CHECK_TIMEOUT_S,
+                        filename: str = "config.json") -> None:
     """One short, bounded attempt to reach the model on the Hub: a clear line at once instead of the
     download's retries (about 50 s of them) when the Hub is out of reach. The attempt runs in a
     daemon thread so that even a hanging DNS lookup (outside httpx's timeout) cannot hold the run."""
@@ -86,7 +88,7 @@ def check_hub_reachable(name: str, revision: str | None, timeout: float = HUB_CH
 
     def attempt():
         try:
-            probe_hub(name, revision, timeout)
+            probe_hub(name, revision, timeout, filename=filename)
             outcome.append(None)
         except Exception as e:  # noqa: BLE001 - any failure: not reachable, gated or missing
             outcome.append(e)
@@ -100,11 +102,11 @@ def check_hub_reachable(name: str, revision: str | None, timeout: float = HUB_CH
         raise hub_error(name, outcome[0])
 
 
-def hub_reachable(name: str, revision: str | None = None) -> bool:
+def hub_reachable(name: str, revision: str | None = None, filename: str = "config.json") -> bool:
     if hub_offline():
         return False
     try:
-        check_hub_reachable(name, revision)
+        check_hub_reachable(name, revision, filename=filename)
         return True
     except UserError:
         return False
@@ -116,7 +118,7 @@ def hub_model_available(recipe: Recipe) -> bool:
         return True
     if in_hf_cache(m.name_or_path, m.gguf_file or "config.json", m.revision):
         return True
-    return hub_reachable(m.name_or_path, m.revision)
+    return hub_reachable(m.name_or_path, m.revision, m.gguf_file or "config.json")
 
 
 # --------------------------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def test_hub_check_is_one_bounded_attempt(monkeypatch):
     from saro_lite.recipe import load_recipe
 
     calls = []
-    monkeypatch.setattr(sources, "probe_hub", lambda name, rev, timeout: calls.append((name, rev, timeout)))
+    monkeypatch.setattr(sources, "probe_hub", lambda name, rev, timeout, **kw: calls.append((name, rev, timeout)))
     r = load_recipe(None, ["model.name_or_path=some-org/not-downloaded-model"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE=1 is set"):
@@ -190,7 +190,7 @@ def test_hub_check_is_one_bounded_attempt(monkeypatch):
     assert calls == [("some-org/not-downloaded-model", r.model.revision, sources.HUB_CHECK_TIMEOUT_S)]
     assert sources.HUB_CHECK_TIMEOUT_S <= 10
 
-    def hangs(name, rev, timeout):
+    def hangs(name, rev, timeout, **kw):
         time.sleep(30)
 
     monkeypatch.setattr(sources, "probe_hub", hangs)
