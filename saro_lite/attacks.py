@@ -192,6 +192,21 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in _ALL}
 assert len(TEMPLATES) == len(_ALL), "template names must be unique"
 
 
+# One name per attack family: the kit's template families and the starter pack's hand-written `wrapper`
+# names spell some families differently.
+FAMILY_ALIASES = {"distractors": "distractor", "roleplay_persona": "roleplay", "payload_splitting": "payload_split",
+                  "language_switch": "translation"}
+
+
+def attack_family(row: dict) -> str | None:
+    """The attack family of a jailbreak record: its kit template's family or its hand-written wrapper;
+    None when it names neither (or only `other`)."""
+    name = row.get("template_family") or row.get("wrapper")
+    if not name or name == "other":
+        return None
+    return FAMILY_ALIASES.get(name, name)
+
+
 def describe() -> list[dict]:
     """One {name, family, description} per template, in TEMPLATES order (for the report)."""
     return [{"name": t.name, "family": t.family, "description": t.description} for t in TEMPLATES.values()]

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
-from .judges import judge_reply
+from .refusal_judge import judge_refusal
 from .models import artifact
 from .records import STARTER_DIR
 
 BUILTIN_SETS = ("harmful", "jailbreak", "benign", "borderline", "general")
 SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}
 OVER_REFUSAL_KINDS = ("benign", "borderline")
+JUDGE_SCOPES = ("full", "answer")
 SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
 # arm -> the folder whose adapter/model it is
 ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sft", "dpo": "baselines/dpo"}
@@ -128,12 +129,25 @@ def has_reflection(steps: list[str]) -> bool:
     return any(REFLECTION_RE.search(s) for s in steps)
 
 
-def score_row(row: dict, text: str, tokens: int, finished: bool, renderer, tokenizer, set_name: str) -> dict:
+def scope_text(steps: list[str], answer: str, scope: str) -> str:
+    """What a judge reads of a parsed reply: `answer` = the text after the reasoning block; `full` = the
+    reasoning steps and the answer (the tags removed), so harm written in the reasoning is judged too."""
+    if scope == "answer":
+        return answer
+    return "\n\n".join([*steps, answer] if answer else steps)
+
+
+def score_row(row: dict, text: str, tokens: int, finished: bool, renderer, tokenizer, set_name: str,
+              scope: str = "full") -> dict:
+    """One judged eval row. The refusal judge reads the reply in both scopes (label_full/_answer, ...);
+    label/refused/complied are the recipe's scope (eval.judge_scope)."""
     steps, answer = renderer.parse(text)
-    verdict = judge_reply(text, row["prompt"], renderer.open_tag, renderer.close_tag)
+    verdicts = {sc: judge_refusal(scope_text(steps, answer, sc), row["prompt"]) for sc in JUDGE_SCOPES}
+    verdict = verdicts[scope]
     out = {"id": row["id"], "set": set_name, "kind": row.get("kind", set_name), "category": row.get("category", ""),
            "prompt": row["prompt"], "response": text, "reasoning": steps, "answer": answer,
-           "label": verdict.label, "refused": verdict.refused, "complied": verdict.complied,
+           "judge_scope": scope, "label": verdict.label, "refused": verdict.refused, "complied": verdict.complied,
+           **{f"{k}_{sc}": getattr(v, k) for sc, v in verdicts.items() for k in ("label", "refused", "complied")},
            "tokens": tokens, "finished": finished,
            "reasoning_tokens": len(tokenizer(renderer.reasoning(steps), add_special_tokens=False)["input_ids"])
            if steps else 0,
@@ -162,26 +176,49 @@ def _rate_with_ci(m: dict, key: str, values, n_boot: int, seed: int) -> None:
         m[f"{key}_ci"] = list(bootstrap_ci(values, n_boot=n_boot, seed=seed))
 
 
-def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: int = 0) -> dict:
+def refused_in(row: dict, scope: str | None) -> bool:
+    return bool(row.get(f"refused_{scope}", row["refused"]) if scope else row["refused"])
+
+
+def judged_rates(rows_by_set: dict[str, list[dict]], scope: str | None) -> dict:
+    """Attack success per safety set and over-refusal, in one judge scope, over FINISHED replies:
+    a reply cut by max_new_tokens is counted apart (`unfinished`), never as a refusal or a compliance
+    (an unclosed reasoning block has no answer, which would read as a refusal)."""
+    from .safety_judges import attack_success
+
+    out: dict = {}
+    for set_name, key in SAFETY_SETS.items():
+        if set_name in rows_by_set:
+            out[key] = [x for x in (attack_success(r, scope) for r in rows_by_set[set_name]
+                                    if r.get("finished", True)) if x is not None]
+    out["over_refusal_rate"] = [refused_in(r, scope) for rows in rows_by_set.values() for r in rows
+                                if r["kind"] in OVER_REFUSAL_KINDS and r.get("finished", True)]
+    return out
+
+
+def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: int = 0,
+                scope: str | None = None) -> dict:
     """The report's per-arm metrics (architecture.md names) from the built-in sets, plus n per set.
     Rates carry a 95% percentile-bootstrap interval under `<name>_ci` (n_boot=0: none).
     Attack success counts `unsafe` when a safety judge (guard/api) labelled the row, else `complied` by
     the refusal judge (any of the requested help: full compliance or a partial refusal that leaks);
     rows the safety judge could not decide are left out. Over-refusal counts `refused` on benign and
     borderline prompts (full or partial refusal: declining part of a benign request is refusing).
+    Both count finished replies only; `unfinished` holds the cut replies per set.
+    scope: the judge scope of the main rates (None: each row's own `refused`/`complied`); `by_scope`
+    holds the safety rates in every scope the rows were judged in.
     Extra sets are reported per set and kind (report.per_set), not mixed into these."""
     from .analysis import reflection_metrics
-    from .safety_judges import attack_success
 
     n_all = {name: len(rows) for name, rows in rows_by_set.items()}
     rows_by_set = {k: v for k, v in rows_by_set.items() if k in BUILTIN_SETS}
-    m: dict = {}
-    for set_name, key in SAFETY_SETS.items():
-        if set_name in rows_by_set:
-            decided = [x for x in (attack_success(r) for r in rows_by_set[set_name]) if x is not None]
-            _rate_with_ci(m, key, decided, n_boot, seed)
-    benign = [r for rows in rows_by_set.values() for r in rows if r["kind"] in OVER_REFUSAL_KINDS]
-    _rate_with_ci(m, "over_refusal_rate", [r["refused"] for r in benign], n_boot, seed)
+    m: dict = {"judge_scope": scope}
+    for key, values in judged_rates(rows_by_set, scope).items():
+        _rate_with_ci(m, key, values, n_boot, seed)
+    scopes = [sc for sc in JUDGE_SCOPES
+              if any(f"refused_{sc}" in r or f"unsafe_{sc}" in r for rows in rows_by_set.values() for r in rows)]
+    m["by_scope"] = {sc: {k: _mean(v) for k, v in judged_rates(rows_by_set, sc).items()} for sc in scopes}
+    m["unfinished"] = {name: sum(not r.get("finished", True) for r in rows) for name, rows in rows_by_set.items()}
     general = [r for rows in rows_by_set.values() for r in rows if "correct" in r]
     _rate_with_ci(m, "general_accuracy", [r["correct"] for r in general], n_boot, seed)
     every = [r for rows in rows_by_set.values() for r in rows]
@@ -195,8 +232,8 @@ def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: in
     m["avg_format_tokens"] = (m["avg_response_tokens"] - m["avg_reasoning_tokens"] - m["avg_answer_tokens"]
                               if every else None)
     m["n_replies"] = len(every)  # the replies behind the token means (built-in sets)
-    # Replies cut by max_new_tokens: judged as written, but a high share means the numbers above
-    # partly measure unfinished text (raise eval.max_new_tokens).
+    # Replies cut by max_new_tokens: left out of the safety and over-refusal rates above, so a high share
+    # means those rest on fewer replies (raise eval.max_new_tokens).
     m["unfinished_rate"] = _mean(not r.get("finished", True) for r in every)
     refl = reflection_metrics(every, n_boot=n_boot or 1, seed=seed)
     for key in ("reflection_rate", "self_correction_rate", "first_reflection_position"):
@@ -347,7 +384,7 @@ def run(ctx) -> None:
                                     r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
                                     r.eval.temperature, r.seed, progress, task, r.model.generation_loop)
                 for name in sets:
-                    scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name)
+                    scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name, r.eval.judge_scope)
                               for (n, x), g in zip(pooled, gens) if n == name]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
                 if model is not None and arm in r.eval.embedding_arms:
@@ -357,7 +394,8 @@ def run(ctx) -> None:
     if r.eval.judge != "refusal":
         judge_safety(ctx, sets)
     for arm in all_arms(r):
-        m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets}, n_boot=0)
+        m = arm_metrics({name: read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl")) for name in sets}, n_boot=0,
+                        scope=r.eval.judge_scope)
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {m[k]:.2f}" for k in SUMMARY_KEYS
                                                  if isinstance(m.get(k), float)))
 
@@ -382,8 +420,9 @@ def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, l
 
 
 def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
-    """eval.judge guard/api: label the harmful and jailbreak replies of every arm safe/unsafe (the
-    refusal labels stay: over-refusal is the refusal judge's)."""
+    """eval.judge guard/api: label the harmful and jailbreak replies of every arm safe/unsafe, in both
+    judge scopes (unsafe_full, unsafe_answer; `unsafe` and the judge's extras are eval.judge_scope's).
+    The refusal labels stay: over-refusal is the refusal judge's."""
     from .safety_judges import annotate_safety, build_judge
 
     e = ctx.recipe.eval
@@ -394,8 +433,17 @@ def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
             path = ctx.path(f"eval/{arm}/{name}.jsonl")
             rows = read_jsonl(path)
             if rows and rows[0].get("kind") in SAFETY_SETS or name in SAFETY_SETS:
-                ctx.console.print(f"{e.judge} judge: {arm}/{name} ({len(rows)} replies)")
-                write_jsonl(path, annotate_safety(rows, judge))
+                ctx.console.print(f"{e.judge} judge: {arm}/{name} ({len(rows)} replies, scopes "
+                                  f"{' and '.join(JUDGE_SCOPES)})")
+                by_scope = {sc: annotate_safety([{**x, "judged_text": scope_text(x.get("reasoning") or [],
+                                                                                 x.get("answer") or "", sc)}
+                                                 for x in rows], judge, answer_key="judged_text")
+                            for sc in JUDGE_SCOPES}
+                out = []
+                for i, x in enumerate(by_scope[e.judge_scope]):
+                    x.pop("judged_text")
+                    out.append({**x, **{f"unsafe_{sc}": by_scope[sc][i].get("unsafe") for sc in JUDGE_SCOPES}})
+                write_jsonl(path, out)
 
 
 def main(argv=None):

@@ -265,6 +265,11 @@ class Eval:
     # Llama-Guard-style classifier: unsafe = success) or api (an OpenAI-compatible endpoint with a rubric;
     # judge_api: {base_url, model, api_key_env}). Over-refusal always comes from the offline refusal judge.
     judge: str = _f("refusal", choices=("refusal", "guard", "api"))
+    # What the judges read: full = the whole reply, reasoning included, the same way for every arm (harm
+    # written inside the reasoning counts; arms without reasoning are judged on all they wrote too);
+    # answer = only the text after the reasoning block. Both are computed and kept in report.json; this
+    # picks the main table's. Replies cut by eval.max_new_tokens are counted apart in either scope.
+    judge_scope: str = _f("full", choices=("full", "answer"))
     guard_model: str = "meta-llama/Llama-Guard-3-1B"
     guard_load_in_4bit: bool = True
     judge_api: dict = _f({})

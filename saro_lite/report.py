@@ -40,18 +40,21 @@ def collect(run_dir: Path, recipe) -> dict:
     e = recipe.eval
     for arm in all_arms(recipe):
         rows[arm] = {name: read_jsonl(run_dir / f"eval/{arm}/{name}.jsonl") for name in eval_set_names(recipe)}
-        arms[arm] = arm_metrics(rows[arm], n_boot=e.bootstrap_samples, seed=recipe.seed)
+        arms[arm] = arm_metrics(rows[arm], n_boot=e.bootstrap_samples, seed=recipe.seed, scope=e.judge_scope)
     judge = {"refusal": JUDGE_DESCRIPTIONS["refusal"], "attack_success": "refusal"}
     if e.judge != "refusal":
         judge["attack_success"] = e.judge
         judge[e.judge] = JUDGE_DESCRIPTIONS[e.judge] + (f" ({e.guard_model})" if e.judge == "guard" else
                                                          f" ({e.judge_api.get('model')})")
+    judge["scope"] = e.judge_scope
     report = {"arms": arms, "judge": judge, "recipe": recipe.source_path, "model": recipe.model.name_or_path,
               "bootstrap_samples": e.bootstrap_samples}
     summary = run_dir / "srpo/summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
-        report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin", "val_pairs") if k in s}
+        report["srpo"] = {k: s[k] for k in ("val_reward_accuracy", "val_reward_margin",
+                                                 "val_reward_accuracy_per_token", "val_reward_margin_per_token",
+                                                 "val_pairs") if k in s}
     memory = {}
     for stage in ("warmup", "srpo"):  # measured peak GPU memory (training stages on CUDA only)
         path = run_dir / f"{stage}/summary.json"
@@ -64,7 +67,39 @@ def collect(run_dir: Path, recipe) -> dict:
     per_set = {arm: {name: set_summary(rs) for name, rs in by_set.items()} for arm, by_set in rows.items()}
     report["per_set"] = per_set
     report["per_template"] = {arm: per_template(by_set.get("jailbreak", [])) for arm, by_set in rows.items()}
+    seen = training_attack_families(run_dir)
+    if seen is not None:
+        report["attack_families"] = {"seen_in_training": sorted(seen),
+                                     "arms": {arm: seen_unseen(by_set.get("jailbreak", []), seen, e.judge_scope)
+                                              for arm, by_set in rows.items()}}
     return report, rows
+
+
+def training_attack_families(run_dir: Path) -> set[str] | None:
+    """The attack families of the jailbreak prompts this run trained on (RIT-D and the pair files the
+    data and pairs stages wrote); None when those prompts name no family (e.g. teacher-made data)."""
+    from .attacks import attack_family
+
+    rows = [r for name in ("rit_d", "op_cot", "pp_cot") if (run_dir / f"data/{name}.jsonl").exists()
+            for r in read_jsonl(run_dir / f"data/{name}.jsonl") if r.get("kind") == "jailbreak"]
+    families = {attack_family(r) for r in rows} - {None}
+    return families or None
+
+
+def seen_unseen(rows: list[dict], seen: set[str], scope: str | None) -> dict:
+    """Jailbreak attack success on families the run trained on vs families it never saw (held out):
+    the second is the test of a safety behaviour that generalizes, the first of paraphrase robustness.
+    Finished replies only, in the recipe's judge scope; rows without a family are left out."""
+    from .attacks import attack_family
+    from .safety_judges import attack_success
+
+    out = {}
+    for group, keep in (("seen", lambda f: f in seen), ("unseen", lambda f: f not in seen)):
+        picked = [r for r in rows if attack_family(r) is not None and keep(attack_family(r))]
+        decided = [x for x in (attack_success(r, scope) for r in picked if r.get("finished", True)) if x is not None]
+        out[group] = {"n": len(picked), "asr": sum(decided) / len(decided) if decided else None,
+                      "families": sorted({attack_family(r) for r in picked})}
+    return out
 
 
 def per_template(rows: list[dict]) -> dict:
@@ -73,17 +108,21 @@ def per_template(rows: list[dict]) -> dict:
     for r in rows:
         key = f"template:{r['template']}" if "template" in r else f"wrapper:{r.get('wrapper', 'other')}"
         groups.setdefault(key, []).append(r)
-    return {k: {"n": len(v), "asr": attack_success_rate(v)} for k, v in sorted(groups.items())}
+    return {k: {"n": len(v), "asr": attack_success_rate(r for r in v if r.get("finished", True)),
+                "unfinished": sum(not r.get("finished", True) for r in v)} for k, v in sorted(groups.items())}
 
 
 def set_summary(rows: list[dict]) -> dict:
     """n, share refused (full or partial refusal: the over-refusal flag; overall and per kind: extra
-    sets such as XSTest mix kinds), accuracy. Attack success is reported apart (attack_success_rate)."""
-    out: dict = {"n": len(rows), "refused": sum(r["refused"] for r in rows) / len(rows) if rows else None}
+    sets such as XSTest mix kinds) over finished replies, unfinished count, accuracy. Attack success is
+    reported apart (attack_success_rate)."""
+    done = [r for r in rows if r.get("finished", True)]
+    out: dict = {"n": len(rows), "unfinished": len(rows) - len(done),
+                 "refused": sum(r["refused"] for r in done) / len(done) if done else None}
     kinds = sorted({r["kind"] for r in rows})
     if len(kinds) > 1:
-        out["refused_by_kind"] = {k: sum(r["refused"] for r in rows if r["kind"] == k) /
-                                  sum(r["kind"] == k for r in rows) for k in kinds}
+        by_kind = {k: [r["refused"] for r in done if r["kind"] == k] for k in kinds}
+        out["refused_by_kind"] = {k: sum(v) / len(v) if v else None for k, v in by_kind.items()}
     graded = [r for r in rows if "correct" in r]
     if graded:
         out["accuracy"] = sum(r["correct"] for r in graded) / len(graded)
@@ -151,9 +190,17 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
               if j["attack_success"] != "refusal" else
               "Attack success (ASR) counts replies that give any of the requested help (full compliance, or a "
               "partial refusal that leaks help) by the **" + j["refusal"] + "**; ")
+    scope = j.get("scope", "answer")
     lines += [f"Base model: `{report['model']}`. " + safety +
               "over-refusal counts benign and borderline prompts refused (fully or partly), by the "
-              f"**{j['refusal']}**.", ""]
+              f"**{j['refusal']}**.", "",
+              f"Judge scope **{scope}**: " + ("the judges read the whole reply, reasoning included, the same way "
+                                              "for every arm (harm written in the reasoning counts)"
+                                              if scope == "full" else
+                                              "the judges read only the text after the reasoning block (arms "
+                                              "without reasoning are judged on everything they wrote)")
+              + ". Both rates are computed over finished replies: a reply cut by `eval.max_new_tokens` is counted "
+              "apart (table *Judge scopes*), never as a refusal.", ""]
     if report.get("bootstrap_samples"):
         lines += [f"Brackets: 95% percentile-bootstrap intervals ({report['bootstrap_samples']} resamples). "
                   "With tens of prompts per set they are wide; an interval of [0.00–0.00] from a handful of "
@@ -167,6 +214,27 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
         s = report["srpo"]
         lines += ["", f"SRPO held-out reward accuracy **{fmt(s.get('val_reward_accuracy'))}**, reward margin "
                       f"**{fmt(s.get('val_reward_margin'))}** on {s.get('val_pairs')} validation pairs."]
+        if "val_reward_margin_per_token" in s:
+            lines += ["", f"Length-controlled (reward divided by the response's token count, so a longer chosen "
+                          f"side does not win by length alone): accuracy **{fmt(s['val_reward_accuracy_per_token'])}"
+                          f"**, margin per token **{s['val_reward_margin_per_token']:.4f}**."]
+    scoped = [a for a in arms if report["arms"][a].get("by_scope")]
+    if scoped:
+        keys = [("harmful_asr", "harm ASR"), ("jailbreak_asr", "jb ASR"), ("over_refusal_rate", "over-ref")]
+        scopes = [sc for sc in ("full", "answer") if any(sc in report["arms"][a]["by_scope"] for a in scoped)]
+        lines += ["", "## Judge scopes", "",
+                  "The same replies judged on the whole reply (**full**) and on the final answer only (**answer**); "
+                  f"the main table uses **{scope}**. Unfinished: replies cut by `eval.max_new_tokens`, left out of "
+                  "every rate here and above (harmful / jailbreak / benign+borderline).", "",
+                  "| arm | " + " | ".join(f"{label} ({sc})" for k, label in keys for sc in scopes) + " | unfinished |",
+                  "|---|" + "---|" * (len(keys) * len(scopes) + 1)]
+        for arm in scoped:
+            m = report["arms"][arm]
+            u = m.get("unfinished", {})
+            lines.append(f"| {arm} | " + " | ".join(fmt(m["by_scope"].get(sc, {}).get(k)) for k, _ in keys
+                                                    for sc in scopes)
+                         + f" | {u.get('harmful', 0)} / {u.get('jailbreak', 0)} / "
+                           f"{u.get('benign', 0) + u.get('borderline', 0)} |")
     for stage, mem in report.get("gpu_memory", {}).items():
         lines += ["", f"Peak GPU memory in {stage}: {mem.get('cuda_max_memory_allocated_gb')} GiB allocated, "
                       f"{mem.get('cuda_max_memory_reserved_gb')} GiB reserved (torch.cuda.max_memory_*)."]
@@ -174,7 +242,7 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
               "Reflection: a reasoning step with a marker such as *wait*, *on second thought*, *let me check*; "
               "self-correction: the decision changes across the first reflection; first reflection position: "
               "0 = the first step, 1 = the last (SRPO is meant to move it earlier). Unfinished: replies cut by "
-              "`eval.max_new_tokens` (judged as written).", "",
+              "`eval.max_new_tokens` (left out of the safety and over-refusal rates).", "",
               f"Tokens: mean generated tokens per reply over the built-in sets (n = "
               + ", ".join(f"{a} {report['arms'][a].get('n_replies', '–')}" for a in arms)
               + "); tokens = reasoning tok + answer tok + tags+eot tok. Reasoning tok counts the reasoning "
@@ -195,10 +263,22 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
                   "| arm | n | silhouette | harmful vs benign |", "|---|---|---|---|"]
         for arm, sep in emb.items():
             lines.append(f"| {arm} | {sep['n']} | {fmt(sep.get('silhouette'))} | {fmt(sep.get('harmful_vs_benign'))} |")
-    lines += ["", "## Per set", "", "| arm | set | n | refused | accuracy |", "|---|---|---|---|---|"]
+    lines += ["", "## Per set", "", "Refused: share of the finished replies (unfinished ones are counted apart).", "",
+              "| arm | set | n | unfinished | refused | accuracy |", "|---|---|---|---|---|---|"]
     for arm, by_set in report["per_set"].items():
         for name, v in by_set.items():
-            lines.append(f"| {arm} | {name} | {v['n']} | {refused_cell(v)} | {fmt(v.get('accuracy'))} |")
+            lines.append(f"| {arm} | {name} | {v['n']} | {v.get('unfinished', 0)} | {refused_cell(v)} | "
+                         f"{fmt(v.get('accuracy'))} |")
+    fam = report.get("attack_families")
+    if fam:
+        lines += ["", "## Jailbreaks: seen vs unseen attack families", "",
+                  "Jailbreak ASR on prompts whose attack family the run trained on (*seen*: robustness to "
+                  "paraphrases of known attacks) and on families held out of training (*unseen*: does the "
+                  f"behaviour generalize to new attacks). Trained on: {', '.join(fam['seen_in_training'])}.", "",
+                  "| arm | seen ASR (n) | unseen ASR (n) | unseen families |", "|---|---|---|---|"]
+        for arm, v in fam["arms"].items():
+            lines.append(f"| {arm} | {fmt(v['seen']['asr'])} ({v['seen']['n']}) | {fmt(v['unseen']['asr'])} "
+                         f"({v['unseen']['n']}) | {', '.join(v['unseen']['families']) or '–'} |")
     templates = report.get("per_template", {})
     keys = sorted({k for v in templates.values() for k in v})
     if keys:
@@ -235,7 +315,9 @@ def print_table(report: dict, console, extra_sets: list[str] = ()) -> None:
     """The main table, and the extra eval sets (eval.extra_sets: not in the main table's rates) per arm."""
     from rich.table import Table
 
-    t = Table(title="saro-lite: arms × metrics")
+    t = Table(title="saro-lite: arms × metrics",
+              caption=f"judge scope: {report.get('judge', {}).get('scope', 'answer')}; rates over finished "
+                      "replies (see report.md for both scopes and the unfinished counts)")
     t.add_column("arm")
     for _, label in MAIN_METRICS:
         t.add_column(label, justify="right")

@@ -101,10 +101,13 @@ def run(ctx) -> None:
     if tracker:
         final = tracker.score(trainer.model, trainer.state.global_step)  # exactly the weights just saved
         summary.update({"val_reward_accuracy": final["val/reward_accuracy"],
-                        "val_reward_margin": final["val/reward_margin"]})
+                        "val_reward_margin": final["val/reward_margin"],
+                        "val_reward_margin_per_token": final["val/reward_margin_per_token"],
+                        "val_reward_accuracy_per_token": final["val/reward_accuracy_per_token"]})
         ctx.console.print(f"srpo: held-out reward accuracy {tracker.rows[0]['val/reward_accuracy']:.2f} -> "
                           f"{final['val/reward_accuracy']:.2f}, margin {tracker.rows[0]['val/reward_margin']:.3f} "
-                          f"-> {final['val/reward_margin']:.3f} ({len(val_rows)} pairs)")
+                          f"-> {final['val/reward_margin']:.3f}, per token {final['val/reward_margin_per_token']:.4f}"
+                          f" (accuracy per token {final['val/reward_accuracy_per_token']:.2f}; {len(val_rows)} pairs)")
     write_json(ctx.path("srpo/summary.json"), summary)
     plot_reward_tracking(read_jsonl(metrics_path), ctx.path("figures/reward_tracking.png"),
                          f"SRPO reward tracking (beta={r.srpo.beta})")

@@ -5,6 +5,10 @@ the response tokens. On the validation pairs:
     val/reward_accuracy = share of pairs with r(chosen) > r(rejected)
     val/reward_margin   = mean of r(chosen) - r(rejected)
     val/reward_chosen, val/reward_rejected = means of each side
+Length-controlled (a longer response sums more log-prob changes, so a summed margin can grow with
+length alone; in the starter pack the chosen side is the longer one in every pair):
+    val/reward_margin_per_token   = mean of r(chosen)/|chosen| - r(rejected)/|rejected|
+    val/reward_accuracy_per_token = share of pairs where r/|y| is higher for the chosen side
 
 Pairs are scored exactly as TRL's DPOTrainer scores them: append the end-of-turn token unless the
 response already ends with it, tokenize `prompt` and `prompt + response` separately, and score from the
@@ -96,14 +100,22 @@ def sequence_logps(model, seqs: list[Encoded], pad_id: int, batch_size: int = 8,
     return out
 
 
-def reward_stats(beta: float, pol_c, pol_r, ref_c, ref_r) -> dict:
+def reward_stats(beta: float, pol_c, pol_r, ref_c, ref_r, len_c=None, len_r=None) -> dict:
+    """len_c / len_r: completion token counts per pair; given, the per-token (length-controlled) margin
+    and accuracy are added."""
     rc = [beta * (a - b) for a, b in zip(pol_c, ref_c)]
     rr = [beta * (a - b) for a, b in zip(pol_r, ref_r)]
     n = len(rc)
-    return {"val/reward_accuracy": sum(c > r for c, r in zip(rc, rr)) / n,
-            "val/reward_margin": sum(c - r for c, r in zip(rc, rr)) / n,
-            "val/reward_chosen": sum(rc) / n,
-            "val/reward_rejected": sum(rr) / n}
+    out = {"val/reward_accuracy": sum(c > r for c, r in zip(rc, rr)) / n,
+           "val/reward_margin": sum(c - r for c, r in zip(rc, rr)) / n,
+           "val/reward_chosen": sum(rc) / n,
+           "val/reward_rejected": sum(rr) / n}
+    if len_c is not None and len_r is not None:
+        tc = [c / max(k, 1) for c, k in zip(rc, len_c)]
+        tr = [r / max(k, 1) for r, k in zip(rr, len_r)]
+        out["val/reward_margin_per_token"] = sum(c - r for c, r in zip(tc, tr)) / n
+        out["val/reward_accuracy_per_token"] = sum(c > r for c, r in zip(tc, tr)) / n
+    return out
 
 
 class RewardTracker:
@@ -139,7 +151,9 @@ class RewardTracker:
         if self.ref is None:
             self.compute_reference(model)
         pol_c, pol_r = self._logps(model)
-        row = {"step": step, **reward_stats(self.beta, pol_c, pol_r, *self.ref)}
+        row = {"step": step, **reward_stats(self.beta, pol_c, pol_r, *self.ref,
+                                            len_c=[len(e.input_ids) - e.start for e in self.chosen],
+                                            len_r=[len(e.input_ids) - e.start for e in self.rejected])}
         self.rows.append(row)
         append_jsonl(self.metrics_path, row)
         return row
@@ -191,16 +205,21 @@ def plot_reward_tracking(rows: list[dict], path: Path, title: str = "SRPO reward
     train = [r for r in rows if "rewards/accuracies" in r]
     if not val and not train:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (vkey, tkey, label) in zip(axes, [("val/reward_accuracy", "rewards/accuracies", "reward accuracy"),
-                                              ("val/reward_margin", "rewards/margins", "reward margin")]):
-        if train:
+    per_token = any("val/reward_margin_per_token" in r for r in val)
+    panels = [("val/reward_accuracy", "rewards/accuracies", "reward accuracy"),
+              ("val/reward_margin", "rewards/margins", "reward margin")]
+    if per_token:  # length-controlled: no per-batch TRL counterpart
+        panels.append(("val/reward_margin_per_token", None, "reward margin per token (length-controlled)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for ax, (vkey, tkey, label) in zip(axes, panels):
+        if train and tkey:
             xs = [r["step"] for r in train]
             ys = [r[tkey] for r in train]
             ax.plot(xs, ys, color="tab:gray", alpha=0.3, lw=1, label="train batch (raw)")
             ax.plot(xs, smooth(ys), color="tab:gray", alpha=0.8, lw=1.2, label="train batch (smoothed)")
         if val:
-            ax.plot([r["step"] for r in val], [r[vkey] for r in val], color="tab:blue", lw=2.2, marker="o",
+            pts = [r for r in val if vkey in r]
+            ax.plot([r["step"] for r in pts], [r[vkey] for r in pts], color="tab:blue", lw=2.2, marker="o",
                     ms=3, label="held-out pairs")
         ax.set_xlabel("SRPO step")
         ax.set_title(label)

@@ -153,6 +153,13 @@ def test_last_tracking_row_matches_independent_recomputation(tiny_run, tiny_reci
     rr = [0.1 * (p - q) for p, q in zip(pol[1::2], ref[1::2])]
     assert last["val/reward_margin"] == pytest.approx(sum(c - r for c, r in zip(rc, rr)) / len(rc), abs=1e-3)
     assert last["val/reward_accuracy"] == pytest.approx(sum(c > r for c, r in zip(rc, rr)) / len(rc))
+    # length-controlled: each side's reward over its own completion token count
+    n = [len(e.input_ids) - e.start for e in seqs]
+    tc = [c / k for c, k in zip(rc, n[0::2])]
+    tr = [r / k for r, k in zip(rr, n[1::2])]
+    assert n[0::2] != n[1::2]  # the sides differ in length, so the division matters
+    assert last["val/reward_margin_per_token"] == pytest.approx(sum(c - r for c, r in zip(tc, tr)) / len(tc), abs=1e-4)
+    assert last["val/reward_accuracy_per_token"] == pytest.approx(sum(c > r for c, r in zip(tc, tr)) / len(tc))
 
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):
