@@ -23,13 +23,8 @@ from .refusal_judge import judge_refusal
 from .models import artifact
 from .records import STARTER_DIR
 
-BUILTIN_SETS = ("harmful", "jailbreak", "benign", "borderline", "general")
-SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}
-OVER_REFUSAL_KINDS = ("benign", "borderline")
-JUDGE_SCOPES = ("full", "answer")
-SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
-# arm -> the folder whose adapter/model it is
-ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sft", "dpo": "baselines/dpo"}
+from .vocabulary import (ARM_STAGES, BUILTIN_SETS, JUDGE_SCOPES, OVER_REFUSAL_KINDS, SAFETY_SETS,  # noqa: F401
+                         SUMMARY_KEYS)
 
 # Reflection markers (Figure 5): the reasoning pauses to re-examine itself.
 REFLECTION_RE = re.compile(
@@ -69,9 +64,6 @@ def templated_attacks(recipe) -> list[dict]:
 def load_eval_sets(recipe) -> dict[str, list[dict]]:
     sets: dict[str, list[dict]] = {}
     for name in recipe.eval.sets:
-        if name not in BUILTIN_SETS:
-            raise UserError(f"eval.sets: unknown set '{name}' (built in: {', '.join(BUILTIN_SETS)}; "
-                            f"add your own with eval.extra_sets)")
         sets[name] = read_jsonl(STARTER_DIR / f"eval_{name}.jsonl")
         if name == "jailbreak" and recipe.eval.attacks_per_prompt:
             sets[name] = sets[name] + templated_attacks(recipe)
@@ -252,9 +244,6 @@ class Arms:
     per arm (`base` = adapters disabled). Full fine-tuning: each arm is its own model, loaded in turn."""
 
     def __init__(self, ctx, arms: list[str]):
-        for a in arms:
-            if a != "base" and a not in ARM_STAGES:
-                raise UserError(f"eval.arms: unknown arm '{a}' (known: base, {', '.join(ARM_STAGES)})")
         self.ctx, self.arms = ctx, arms
         self.lora = ctx.recipe.model.finetune == "lora"
         self.model = None

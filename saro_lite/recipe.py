@@ -24,8 +24,8 @@ from typing import Any, Union
 
 from .errors import UserError
 from .generate import LOOPS
+from .vocabulary import ARMS, BUILTIN_SETS, JUDGE_SCOPES, KINDS  # noqa: F401  (KINDS re-exported)
 
-KINDS = ("harmful", "jailbreak", "benign", "borderline")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
 DEFAULT_RECIPE = RECIPES_DIR / "tiny-cpu.yaml"
@@ -269,7 +269,7 @@ class Eval:
     # written inside the reasoning counts; arms without reasoning are judged on all they wrote too);
     # answer = only the text after the reasoning block. Both are computed and kept in report.json; this
     # picks the main table's. Replies cut by eval.max_new_tokens are counted apart in either scope.
-    judge_scope: str = _f("full", choices=("full", "answer"))
+    judge_scope: str = _f("full", choices=JUDGE_SCOPES)
     guard_model: str = "meta-llama/Llama-Guard-3-1B"
     guard_load_in_4bit: bool = True
     judge_api: dict = _f({})
@@ -465,6 +465,18 @@ def _build(cls, data: dict, prefix: str, where: str):
     return cls(**kwargs)
 
 
+def _check_names(names: list, allowed: tuple, key: str, noun: str, where: str, hint: str = "") -> None:
+    """Every entry a known name, none twice: a typo fails here, before anything trains."""
+    seen = set()
+    for n in names:
+        if not isinstance(n, str) or n not in allowed:
+            raise UserError(f"{where}: {key}: unknown {noun} '{n}'{_closest(str(n), list(allowed))} "
+                            f"(allowed: {', '.join(allowed)}{'; ' + hint if hint else ''})")
+        if n in seen:
+            raise UserError(f"{where}: {key}: {n!r} is listed twice")
+        seen.add(n)
+
+
 def _cross_checks(r: Recipe, where: str) -> None:
     for kind in r.data.kinds:
         if kind not in KINDS:
@@ -481,9 +493,13 @@ def _cross_checks(r: Recipe, where: str) -> None:
         raise UserError(f"{where}: pairs.op_path: required (or pairs.pp_path) when pairs.source is 'file'")
     if not r.pairs.use_op and not r.pairs.use_pp:
         raise UserError(f"{where}: pairs: at least one of pairs.use_op / pairs.use_pp must be true")
-    for arm in r.eval.arms:
-        if not isinstance(arm, str):
-            raise UserError(f"{where}: eval.arms: expected names, got {arm!r}")
+    _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")
+    _check_names(r.eval.sets, BUILTIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
+    if r.eval.attack_templates is not None:
+        from .attacks import TEMPLATES  # standard library only, imports nothing of the kit but errors
+
+        _check_names(r.eval.attack_templates, tuple(TEMPLATES), "eval.attack_templates", "template", where,
+                     "see saro_lite/attacks.py")
     known_losses = trl_dpo_loss_types()
     for lt in r.srpo.loss_type:
         if lt not in known_losses:
@@ -515,10 +531,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
         from .safety_judges import judge_api_settings
 
         judge_api_settings(r.eval.judge_api)  # unknown keys are an error here, before any model loads
-    known_arms = {"base", "rw", "saro", "safety_sft", "dpo"}
-    for a in r.eval.embedding_arms:
-        if a not in known_arms:
-            raise UserError(f"{where}: eval.embedding_arms: unknown arm '{a}'{_closest(str(a), sorted(known_arms))}")
+    _check_names(r.eval.embedding_arms, ARMS, "eval.embedding_arms", "arm", where)
     for i, a in enumerate(r.eval.extra_arms):
         if not isinstance(a, dict) or not a.get("name") or not a.get("model"):
             raise UserError(f"{where}: eval.extra_arms[{i}]: needs name and model (adapter optional); got {a!r}")

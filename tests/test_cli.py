@@ -32,6 +32,11 @@ def test_help_is_instant_and_lists_the_contract():
     (["--set", "eval.judge=llm"], "eval.judge"),
     (["--set", "eval.judge_api={base_url: 'http://x/v1', model: j, api_key: sk-123}"], "keys never go in a recipe"),
     (["--set", "eval.embedding_arms=[base,sarro]"], "eval.embedding_arms: unknown arm 'sarro'"),
+    # every name in the recipe is checked when it loads, so a typo fails before warmup and SRPO train
+    (["--set", "eval.arms=[base, rw, sarro]"], "eval.arms: unknown arm 'sarro' (did you mean 'saro'?)"),
+    (["--set", "eval.arms=[base, rw, rw]"], "eval.arms: 'rw' is listed twice"),
+    (["--set", "eval.sets=[harmful, benigns]"], "eval.sets: unknown set 'benigns' (did you mean 'benign'?)"),
+    (["--set", "eval.attack_templates=[poem, aim]"], "eval.attack_templates: unknown template 'aim'"),
 ])
 def test_user_mistakes_exit_2_without_traceback(args, needle):
     p = run_cli(*args, "--dry-run")

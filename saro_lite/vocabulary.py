@@ -1,0 +1,25 @@
+"""The kit's names, in one place: prompt kinds, eval sets, arms, judge scopes, metric keys.
+
+The recipe checks every name a user writes against these when it loads (so `--dry-run` catches a
+typo), and the stages read them from here. Standard library only; imports nothing of the kit.
+"""
+from __future__ import annotations
+
+# The four kinds of prompt the method trains and evaluates on.
+KINDS = ("harmful", "jailbreak", "benign", "borderline")
+
+# Built-in eval sets (saro_lite/starter/eval_<set>.jsonl): one per kind, plus general capability.
+BUILTIN_SETS = KINDS + ("general",)
+SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}  # set -> its attack-success metric
+OVER_REFUSAL_KINDS = ("benign", "borderline")
+
+# Arms: `base` (adapters off) and the stage folder whose adapter or model each other arm is.
+ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sft", "dpo": "baselines/dpo"}
+ARMS = ("base",) + tuple(ARM_STAGES)
+BASELINE_ARMS = ("safety_sft", "dpo")
+
+# What the judges read of a reply: the whole reply (reasoning included) or the final answer only.
+JUDGE_SCOPES = ("full", "answer")
+
+# The per-arm numbers the eval stage prints when it ends.
+SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
