@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 
 from .fileio import read_jsonl, write_json
-from .records import STARTER_DIR, load_op
+from .data_sources.records import STARTER_DIR, load_op
 
 BASELINE_ARMS = ("safety_sft", "dpo")
 
@@ -42,9 +42,9 @@ def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
 def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str) -> dict:
     from trl import DPOConfig, DPOTrainer
 
-    from .models import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+    from .modeling.loading import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
     from .srpo import dpo_dataset
-    from .training import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
+    from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
                            start_checkpoint_dir, trainer_args, trim_metrics)
 
     r = ctx.recipe

@@ -59,7 +59,7 @@ def list_recipes_table(console) -> None:
 def print_memory_estimate(recipe, console) -> None:
     """--dry-run: the estimated peak GPU memory per stage (saro_lite.memory; no model is loaded).
     Skipped for the tiny model, and said so when the recipe lacks model.arch numbers."""
-    from . import memory
+    from .modeling import memory
     from .errors import UserError
 
     if recipe.model.name_or_path == "tiny":
@@ -102,8 +102,8 @@ def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
 def check_model_available(recipe) -> None:
     """A hub id that cannot be loaded: one clear line, before any work. In the local HF cache: fine.
     Offline (HF_HUB_OFFLINE=1): not cached is an error. Online: one bounded attempt to reach it."""
-    from .model_sources import check_hub_reachable, hub_error, hub_offline, in_hf_cache
-    from .models import is_local
+    from .modeling.sources import check_hub_reachable, hub_error, hub_offline, in_hf_cache
+    from .modeling.loading import is_local
 
     name = recipe.model.name_or_path
     if name == "tiny" or is_local(name) or recipe.model.pypi_fallback.requirement:
@@ -117,7 +117,7 @@ def check_model_available(recipe) -> None:
 
 def check_inputs(recipe) -> None:
     """The data files and model a run will read exist and parse (no model is loaded)."""
-    from .records import STARTER_DIR, load_op, load_pp, load_rit_d
+    from .data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
 
     check_model_available(recipe)
     if recipe.data.source == "file":
@@ -137,7 +137,7 @@ def check_inputs(recipe) -> None:
         from pathlib import Path
 
         if spec.get("path") and Path(spec["path"]).expanduser().exists():
-            from .evaluate import load_extra_set
+            from .eval import load_extra_set
 
             load_extra_set(spec, i)
     if recipe.pairs.source == "file":
@@ -148,7 +148,7 @@ def check_inputs(recipe) -> None:
 
 
 def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
-    from .models import device_and_dtypes
+    from .modeling.loading import device_and_dtypes
     from .recipe import cache_dir
 
     device, dtype, compute = device_and_dtypes(recipe)
@@ -162,7 +162,7 @@ def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
 
 
 def run_pipeline(args, console) -> int:
-    from .models import resolve_model_path
+    from .modeling.loading import resolve_model_path
     from .pipeline import Context, Pipeline, parse_stages
     from .recipe import load_recipe
 
@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         tune_threads()
-        return importlib.import_module(f"saro_lite.{argv[0] if argv[0] != 'judge' else 'judges'}").cli(argv[1:])
+        module = {"judge": "saro_lite.judges.reply", "chat": "saro_lite.commands.chat",
+                  "export": "saro_lite.commands.export", "compare": "saro_lite.commands.compare"}[argv[0]]
+        return importlib.import_module(module).cli(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_recipes:
         list_recipes_table(_console())

@@ -16,7 +16,7 @@ from collections import Counter
 
 from .errors import UserError
 from .fileio import read_jsonl, write_json, write_jsonl
-from .records import STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record
+from .data_sources.records import STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record
 
 
 def teacher_prompts(r) -> list[dict]:
@@ -27,8 +27,8 @@ def teacher_prompts(r) -> list[dict]:
 
 
 def from_teacher(ctx) -> list[dict]:
-    from .synth import synthesize_rit_d
-    from .teaching import policy_text, print_report, teacher_cache, teacher_client
+    from .teacher.synthesis import synthesize_rit_d
+    from .teacher.setup import policy_text, print_report, teacher_cache, teacher_client
 
     r = ctx.recipe
     prompts = balanced_limit(teacher_prompts(r), r.data.limit, r.data.kinds, r.seed)
@@ -47,7 +47,7 @@ def load_rows(ctx) -> tuple[list[dict], str]:
     if r.data.source == "teacher":
         return from_teacher(ctx), f"teacher {r.teacher.model}"
     if r.data.source in ("star1", "stair_sft"):
-        from .sources import load_source
+        from .data_sources.datasets import load_source
 
         log = lambda m: ctx.console.print(m, markup=False)  # noqa: E731
         rows = load_source(r.data.source, r.data.path, where="data.path", log=log)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
-from .refusal_judge import judge_refusal
-from .models import artifact
-from .records import STARTER_DIR
+from .judges.refusal import judge_refusal
+from .modeling.loading import artifact
+from .data_sources.records import STARTER_DIR
 
 from .vocabulary import (ARM_STAGES, BUILTIN_SETS, JUDGE_SCOPES, OVER_REFUSAL_KINDS, SAFETY_SETS,  # noqa: F401
                          SUMMARY_KEYS)
@@ -45,7 +45,7 @@ def load_extra_set(spec: dict, i: int = 0) -> list[dict]:
     `format` names a known dataset (xstest, advbench, harmbench, strongreject, jbb, wildjailbreak, salad,
     gsm8k, mmlu; see saro_lite/sources.py) whose columns and kinds the kit knows; without it the file
     needs `prompt_field` and `kind`."""
-    from .sources import load_source
+    from .data_sources.datasets import load_source
 
     return load_source(spec.get("format", "file"), spec.get("path"), split=spec.get("split"),
                        config=spec.get("config"), limit=spec.get("limit"), prompt_field=spec.get("prompt_field"),
@@ -54,7 +54,7 @@ def load_extra_set(spec: dict, i: int = 0) -> list[dict]:
 
 def templated_attacks(recipe) -> list[dict]:
     """Harmful eval prompts wrapped in the kit's jailbreak templates; each row records its template."""
-    from .attacks import TEMPLATES, apply_attacks
+    from .data_sources.attacks import TEMPLATES, apply_attacks
 
     names = recipe.eval.attack_templates or list(TEMPLATES)
     per = min(recipe.eval.attacks_per_prompt, len(names))
@@ -160,7 +160,7 @@ def _mean(xs) -> float | None:
 
 
 def _rate_with_ci(m: dict, key: str, values, n_boot: int, seed: int) -> None:
-    from .analysis import bootstrap_ci
+    from .analysis.measures import bootstrap_ci
 
     values = list(values)
     m[key] = _mean(values)
@@ -176,7 +176,7 @@ def judged_rates(rows_by_set: dict[str, list[dict]], scope: str | None) -> dict:
     """Attack success per safety set and over-refusal, in one judge scope, over FINISHED replies:
     a reply cut by max_new_tokens is counted apart (`unfinished`), never as a refusal or a compliance
     (an unclosed reasoning block has no answer, which would read as a refusal)."""
-    from .safety_judges import attack_success
+    from .judges.safety import attack_success
 
     out: dict = {}
     for set_name, key in SAFETY_SETS.items():
@@ -200,7 +200,7 @@ def arm_metrics(rows_by_set: dict[str, list[dict]], n_boot: int = 1000, seed: in
     scope: the judge scope of the main rates (None: each row's own `refused`/`complied`); `by_scope`
     holds the safety rates in every scope the rows were judged in.
     Extra sets are reported per set and kind (report.per_set), not mixed into these."""
-    from .analysis import reflection_metrics
+    from .analysis.measures import reflection_metrics
 
     n_all = {name: len(rows) for name, rows in rows_by_set.items()}
     rows_by_set = {k: v for k, v in rows_by_set.items() if k in BUILTIN_SETS}
@@ -253,7 +253,7 @@ class Arms:
 
     @contextlib.contextmanager
     def use(self, arm: str):
-        from .models import load_model
+        from .modeling.loading import load_model
 
         r = self.ctx.recipe
         if not self.lora:
@@ -292,7 +292,7 @@ def extra_arm(ctx, spec: dict):
     """Any model as an arm (eval.extra_arms): its own tokenizer and chat template, same sets and judges."""
     import copy
 
-    from .models import load_model
+    from .modeling.loading import load_model
     from .pipeline import Context
 
     sub = copy.deepcopy(ctx.recipe)
@@ -317,8 +317,8 @@ def served_generations(ctx, arm: str, prompts: list[str], progress, task) -> lis
     (retries, backoff); the server applies the chat template, so messages are sent, not rendered text,
     with model.chat_template_kwargs as the request's `chat_template_kwargs` (vLLM passes them to the
     template, as the local path's Renderer does: Llama 3.2's date_string, Qwen3's enable_thinking, ...)."""
-    from .generate import Generation
-    from .teacher import OpenAIClient, TeacherRequest, TeacherSettings
+    from .modeling.generate import Generation
+    from .teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
 
     e, r = ctx.recipe.eval, ctx.recipe
     settings = TeacherSettings(backend="openai", base_url=e.base_url, model=e.served_models.get(arm, arm),
@@ -347,7 +347,7 @@ def served_arm(ctx, arm: str):
 def run(ctx) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .generate import generate
+    from .modeling.generate import generate
 
     r = ctx.recipe
     sets = load_eval_sets(r)
@@ -396,7 +396,7 @@ def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, l
 
     import numpy as np
 
-    from .analysis import prompt_embeddings
+    from .analysis.measures import prompt_embeddings
     from .fileio import atomic_write_bytes
 
     rows = [x for name, rs in sets.items() if name in BUILTIN_SETS for x in rs]
@@ -412,7 +412,7 @@ def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
     """eval.judge guard/api: label the harmful and jailbreak replies of every arm safe/unsafe, in both
     judge scopes (unsafe_full, unsafe_answer; `unsafe` and the judge's extras are eval.judge_scope's).
     The refusal labels stay: over-refusal is the refusal judge's."""
-    from .safety_judges import annotate_safety, build_judge
+    from .judges.safety import annotate_safety, build_judge
 
     e = ctx.recipe.eval
     judge = build_judge(e.judge, guard_model=e.guard_model, load_in_4bit=e.guard_load_in_4bit,

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 
 from .errors import UserError
 from .fileio import write_jsonl
-from .records import STARTER_DIR, balanced_limit, load_op, load_pp
+from .data_sources.records import STARTER_DIR, balanced_limit, load_op, load_pp
 
 
 def _num(v, spec: str) -> str:
@@ -199,9 +199,9 @@ def pairs_from_teacher(ctx) -> tuple[list[dict], list[dict]]:
     """The teacher writes OP-COT over the starter OP-COT prompts and PP-COT over the PP-COT prompts
     (or, with data.prompts_path, over those prompts), limited by pairs.op_limit / pp_limit."""
     from .fileio import write_json
-    from .records import prompt_record
-    from .synth import synthesize_op_cot, synthesize_pp_cot
-    from .teaching import fallback_client, policy_text, print_report, teacher_cache, teacher_client
+    from .data_sources.records import prompt_record
+    from .teacher.synthesis import synthesize_op_cot, synthesize_pp_cot
+    from .teacher.setup import fallback_client, policy_text, print_report, teacher_cache, teacher_client
 
     r = ctx.recipe
     kinds = r.data.kinds
@@ -235,9 +235,9 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
     without a reflection cue. Samples (unsafe model output) stay in the run folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .evaluate import Arms
+    from .eval import Arms
     from .fileio import read_jsonl, write_json
-    from .selfpath import run_self_pairs
+    from .teacher.self_path import run_self_pairs
 
     r, p = ctx.recipe, ctx.recipe.pairs
     prompts = read_jsonl(ctx.path("data/prompts.jsonl"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .models import artifact
+from .modeling.loading import artifact
 from .fileio import atomic_write_text, set_open_permissions, write_json
 from .pairs import VALIDATION_KEYS
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
@@ -59,7 +59,7 @@ STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "baselines", "eval", "report"]
 
 
 def _eval_outputs(r: Recipe) -> list[str]:
-    from .evaluate import all_arms, eval_set_names
+    from .eval import all_arms, eval_set_names
 
     return [f"eval/{arm}/{name}.jsonl" for arm in all_arms(r) for name in eval_set_names(r)]
 
@@ -99,7 +99,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           lambda r: [x for a in r.eval.arms if a in ("safety_sft", "dpo")
                      for x in (artifact(r, f"baselines/{a}"), f"baselines/{a}/metrics.jsonl")],
           "safety-SFT and plain-DPO baselines (only the arms named in eval.arms)"),
-    Stage("eval", "saro_lite.evaluate", ["srpo"],
+    Stage("eval", "saro_lite.eval", ["srpo"],
           lambda r: ["seed", "model", "eval"],
           _eval_outputs,
           "generate with each arm, judge, score"),
@@ -152,13 +152,13 @@ class Context:
 
     def tokenizer(self):
         if "tokenizer" not in self.shared:
-            from .models import load_tokenizer
+            from .modeling.loading import load_tokenizer
 
             self.shared["tokenizer"] = load_tokenizer(self.recipe, self.model_path)
         return self.shared["tokenizer"]
 
     def renderer(self):
-        from .models import make_renderer
+        from .modeling.loading import make_renderer
 
         return make_renderer(self.recipe, self.tokenizer())
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import UserError
-from .generate import LOOPS
+from .modeling.generate import LOOPS
 from .vocabulary import ARMS, BUILTIN_SETS, JUDGE_SCOPES, KINDS  # noqa: F401  (KINDS re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -496,7 +496,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
     _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")
     _check_names(r.eval.sets, BUILTIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
     if r.eval.attack_templates is not None:
-        from .attacks import TEMPLATES  # standard library only, imports nothing of the kit but errors
+        from .data_sources.attacks import TEMPLATES  # standard library only, imports nothing of the kit but errors
 
         _check_names(r.eval.attack_templates, tuple(TEMPLATES), "eval.attack_templates", "template", where,
                      "see saro_lite/attacks.py")
@@ -528,7 +528,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
         if not r.eval.judge_api.get("base_url") or not r.eval.judge_api.get("model"):
             raise UserError(f"{where}: eval.judge_api: needs base_url and model with eval.judge api "
                             f"(e.g. {{base_url: http://localhost:8000/v1, model: judge, api_key_env: JUDGE_KEY}})")
-        from .safety_judges import judge_api_settings
+        from .judges.safety import judge_api_settings
 
         judge_api_settings(r.eval.judge_api)  # unknown keys are an error here, before any model loads
     _check_names(r.eval.embedding_arms, ARMS, "eval.embedding_arms", "arm", where)

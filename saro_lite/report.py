@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .evaluate import all_arms, arm_metrics, eval_set_names
+from .eval import all_arms, arm_metrics, eval_set_names
 from .fileio import atomic_write_text, read_jsonl, write_json
-from .safety_judges import JUDGE_DESCRIPTIONS, attack_success_rate
+from .judges.safety import JUDGE_DESCRIPTIONS, attack_success_rate
 
 MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
                 ("over_refusal_rate", "over-ref↓"), ("general_accuracy", "gen acc↑"),
@@ -78,7 +78,7 @@ def collect(run_dir: Path, recipe) -> dict:
 def training_attack_families(run_dir: Path) -> set[str] | None:
     """The attack families of the jailbreak prompts this run trained on (RIT-D and the pair files the
     data and pairs stages wrote); None when those prompts name no family (e.g. teacher-made data)."""
-    from .attacks import attack_family
+    from .data_sources.attacks import attack_family
 
     rows = [r for name in ("rit_d", "op_cot", "pp_cot") if (run_dir / f"data/{name}.jsonl").exists()
             for r in read_jsonl(run_dir / f"data/{name}.jsonl") if r.get("kind") == "jailbreak"]
@@ -90,8 +90,8 @@ def seen_unseen(rows: list[dict], seen: set[str], scope: str | None) -> dict:
     """Jailbreak attack success on families the run trained on vs families it never saw (held out):
     the second is the test of a safety behaviour that generalizes, the first of paraphrase robustness.
     Finished replies only, in the recipe's judge scope; rows without a family are left out."""
-    from .attacks import attack_family
-    from .safety_judges import attack_success
+    from .data_sources.attacks import attack_family
+    from .judges.safety import attack_success
 
     out = {}
     for group, keep in (("seen", lambda f: f in seen), ("unseen", lambda f: f not in seen)):
@@ -352,7 +352,7 @@ def embeddings(run_dir: Path, recipe) -> dict:
 
 
 def run(ctx) -> None:
-    from .analysis import pattern_counts, plot_embeddings, plot_reflection, separation
+    from .analysis.measures import pattern_counts, plot_embeddings, plot_reflection, separation
 
     r = ctx.recipe
     report, rows = collect(ctx.run_dir, r)

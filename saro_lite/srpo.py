@@ -15,9 +15,9 @@ from __future__ import annotations
 import shutil
 
 from .fileio import read_jsonl, write_json
-from .models import artifact, load_model, prepare_for_qlora
-from .tracking import RewardTracker, plot_reward_tracking
-from .training import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
+from .modeling.loading import artifact, load_model, prepare_for_qlora
+from .training.tracking import RewardTracker, plot_reward_tracking
+from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
                        start_checkpoint_dir, trainer_args, trim_metrics)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import shutil
 
 from .fileio import read_jsonl, write_json
-from .models import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
-from .training import (cuda_memory, make_metrics_logger, make_progress, quiet_trainer, start_checkpoint_dir,
+from .modeling.loading import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+from .training.trainer import (cuda_memory, make_metrics_logger, make_progress, quiet_trainer, start_checkpoint_dir,
                        checkpoint_step, trim_metrics, trainer_args)
 
 

@@ -67,7 +67,7 @@ def tiny_recipe(tiny_run):
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_recipe):
-    from saro_lite.models import load_tokenizer
+    from saro_lite.modeling.loading import load_tokenizer
 
     return load_tokenizer(tiny_recipe, tiny_recipe.model.name_or_path)
 
@@ -82,6 +82,6 @@ def default_recipe(cache_dir):
 
 @pytest.fixture(scope="session")
 def tiny_tok(default_recipe):
-    from saro_lite.models import load_tokenizer, tiny_model_path
+    from saro_lite.modeling.loading import load_tokenizer, tiny_model_path
 
     return load_tokenizer(default_recipe, str(tiny_model_path(default_recipe)))

@@ -96,7 +96,7 @@ def test_compare_lists_differing_settings_and_plots(finished, tmp_path):
 
 
 def test_compare_figure_says_margins_scale_with_beta():
-    from saro_lite.compare import panels
+    from saro_lite.commands.compare import panels
 
     rows = [{"step": 0, "val/reward_accuracy": 0.0, "val/reward_margin": 0.0},
             {"step": 8, "val/reward_accuracy": 1.0, "val/reward_margin": 0.4}]
@@ -197,7 +197,7 @@ def test_export_labels_what_was_trained(finished, tiny_recipe, tmp_path):
 
 
 def test_export_names_a_hub_base_by_its_id_and_a_folder_by_its_path(tmp_path):
-    from saro_lite.export import base_model, recipe_name
+    from saro_lite.commands.export import base_model, recipe_name
     from saro_lite.pipeline import Context
     from saro_lite.recipe import load_recipe, to_yaml
 

@@ -3,10 +3,10 @@ intervals, embedding separation and PCA on synthetic data, prompt embeddings on 
 import numpy as np
 import pytest
 
-from saro_lite.analysis import (MARKER_TYPES, bootstrap_ci, pattern_counts, pca_2d, plot_embeddings,
+from saro_lite.analysis.measures import (MARKER_TYPES, bootstrap_ci, pattern_counts, pca_2d, plot_embeddings,
                                 plot_reflection, prompt_embeddings, reflection_metrics, reflection_stats,
                                 separation)
-from saro_lite.evaluate import has_reflection
+from saro_lite.eval import has_reflection
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def tiny_models(tiny_run, tiny_recipe):
 
 
 def test_prompt_embeddings_shape_and_padding_invariance(tiny_models, tokenizer, tiny_recipe):
-    from saro_lite.models import make_renderer
+    from saro_lite.modeling.loading import make_renderer
 
     plain, _ = tiny_models
     renderer = make_renderer(tiny_recipe, tokenizer)
@@ -229,7 +229,7 @@ def test_prompt_embeddings_peft_model_and_modes_restored(tiny_models, tokenizer)
 def test_prompt_embeddings_on_the_4bit_eval_model(tiny_run, tiny_recipe, tokenizer):
     from peft import PeftModel
 
-    from saro_lite.models import load_model
+    from saro_lite.modeling.loading import load_model
 
     model = PeftModel.from_pretrained(load_model(tiny_recipe, tiny_recipe.model.name_or_path),
                                       str(tiny_run / "srpo/adapter"))
@@ -270,9 +270,9 @@ def test_embeddings_see_the_tokens_generation_feeds_bos_included(default_recipe,
 
     from transformers import AutoModelForCausalLM
 
-    from saro_lite.evaluate import save_embeddings
-    from saro_lite.generate import generate
-    from saro_lite.models import make_renderer, tiny_model_path
+    from saro_lite.eval import save_embeddings
+    from saro_lite.modeling.generate import generate
+    from saro_lite.modeling.loading import make_renderer, tiny_model_path
     from saro_lite.pipeline import Context
 
     tok = copy.deepcopy(tiny_tok)

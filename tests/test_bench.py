@@ -1,7 +1,7 @@
-"""`python -m saro_lite.bench`'s table: values in the order of their labels, and every target said met or not."""
+"""`python -m tools.bench`'s table: values in the order of their labels, and every target said met or not."""
 from rich.console import Console
 
-from saro_lite.bench import bench_rows, print_bench
+from tools.bench import bench_rows, print_bench
 
 RESULTS = {"eval": {"batch1_s": 17.0, "batched_s": 5.5, "speedup": 3.09},
            "tracking": {"track_on_s": 20.0, "track_off_s": 18.5, "ratio": 1.081},

@@ -3,7 +3,7 @@ import pytest
 
 from saro_lite.errors import UserError
 from saro_lite.pairs import split_val
-from saro_lite.records import balanced_limit, load_op, load_pp, load_rit_d, STARTER_DIR
+from saro_lite.data_sources.records import balanced_limit, load_op, load_pp, load_rit_d, STARTER_DIR
 
 
 def rows(n_per_kind):
@@ -147,7 +147,7 @@ def test_split_val_keeps_all_pairs_of_a_prompt_on_one_side():
 
 
 def test_no_validation_prompt_in_srpo_train_on_the_starter_pack(default_recipe, tiny_tok):
-    from saro_lite.models import make_renderer
+    from saro_lite.modeling.loading import make_renderer
     from saro_lite.pairs import render_pairs
 
     op, pp = load_op(STARTER_DIR / "op_cot.jsonl"), load_pp(STARTER_DIR / "pp_cot.jsonl")

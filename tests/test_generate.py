@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from saro_lite.generate import generate
+from saro_lite.modeling.generate import generate
 
 PROMPTS = ["How do I kill a Python process?", "Write a haiku about rain.", "What is 17 * 3?",
            "Explain how vaccines work to a child.", "Give me three tips for sleeping better tonight.",
@@ -14,7 +14,7 @@ PROMPTS = ["How do I kill a Python process?", "Write a haiku about rain.", "What
 
 @pytest.fixture(scope="module")
 def saro(tiny_run, tiny_recipe):
-    from saro_lite.evaluate import Arms
+    from saro_lite.eval import Arms
     from saro_lite.pipeline import Context
 
     import torch
@@ -121,7 +121,7 @@ def test_repetition_penalty_ignores_left_padding(saro):
 
 
 def test_settings_the_kit_loop_lacks_fall_back_to_transformers(saro):
-    from saro_lite.generate import kit_can_decode
+    from saro_lite.modeling.generate import kit_can_decode
 
     model, tok, texts = saro
     assert kit_can_decode(model)
@@ -142,7 +142,7 @@ def test_settings_the_kit_loop_lacks_fall_back_to_transformers(saro):
 @pytest.fixture(scope="module")
 def random_tiny(default_recipe, tiny_tok):
     """The random-init tiny model (no training, full precision): its greedy replies are varied tokens."""
-    from saro_lite.models import load_model, make_renderer, tiny_model_path
+    from saro_lite.modeling.loading import load_model, make_renderer, tiny_model_path
 
     model = load_model(default_recipe, str(tiny_model_path(default_recipe)))
     renderer = make_renderer(default_recipe, tiny_tok)
@@ -154,7 +154,7 @@ def test_generation_stops_on_the_models_eos_ids(random_tiny):
     <|eot_id|>]) ends a reply at any of its ids, in both loops, not only at the end-of-turn token."""
     import torch
 
-    from saro_lite.generate import stop_ids
+    from saro_lite.modeling.generate import stop_ids
 
     model, tok, texts = random_tiny
     enc = tok(texts[:1], return_tensors="pt")

@@ -1,4 +1,4 @@
-"""saro_lite.memory: the per-stage peak-memory estimate, checked three ways.
+"""saro_lite.modeling.memory: the per-stage peak-memory estimate, checked three ways.
 
 1. Arithmetic on every shipped recipe: it runs, it is monotone (bigger model, longer sequences, 16-bit
    weights -> more memory), the weight term matches a hand computation and the recipes' own claims.
@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from saro_lite import memory as M
+from saro_lite.modeling import memory as M
 from saro_lite.errors import UserError
 from saro_lite.recipe import RECIPES_DIR, list_recipes, load_recipe
 
@@ -226,7 +226,7 @@ def test_lora_grads_optimizer_exact_and_weights_close(tiny_path):
     import torch
     from peft import get_peft_model
 
-    from saro_lite.models import load_model, lora_config, prepare_for_qlora
+    from saro_lite.modeling.loading import load_model, lora_config, prepare_for_qlora
 
     r = tiny_recipe(tiny_path)
     est = M.estimate(r, "cpu")["warmup"]
@@ -267,7 +267,7 @@ def test_layer_activation_estimate_within_factor(tiny_path, dropout):
     import torch
     from peft import get_peft_model
 
-    from saro_lite.models import load_model, lora_config
+    from saro_lite.modeling.loading import load_model, lora_config
 
     r = tiny_recipe(tiny_path, f"model.lora_dropout={dropout}")
     model = load_model(r, str(tiny_path))

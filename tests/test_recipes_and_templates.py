@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from saro_lite.models import Renderer, detect_end_of_turn, load_tokenizer, make_renderer, strip_auto_bos
+from saro_lite.modeling.loading import Renderer, detect_end_of_turn, load_tokenizer, make_renderer, strip_auto_bos
 from saro_lite.recipe import RECIPES_DIR, list_recipes, load_recipe
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "templates"
@@ -80,7 +80,7 @@ def test_recipe_sections_build_real_trl_configs(path, tmp_path):
     """Catches API drift: the same calls as warmup.py / srpo.py, on the installed TRL."""
     from trl import DPOConfig, SFTConfig
 
-    from saro_lite.training import trainer_args
+    from saro_lite.training.trainer import trainer_args
 
     r = load_recipe(path)
     fam = family_of(r)

@@ -1,4 +1,4 @@
-"""Tests for saro_lite.refusal_judge: rule families, reasoning stripping, agreement on data."""
+"""Tests for saro_lite.judges.refusal: rule families, reasoning stripping, agreement on data."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from saro_lite.judge_eval import canonical_label, evaluate, load_rows, main as eval_main, select, xstest_half
-from saro_lite.refusal_judge import LABELS, Verdict, judge_refusal, normalise, strip_reasoning
+from tools.judge_eval import canonical_label, evaluate, load_rows, main as eval_main, select, xstest_half
+from saro_lite.judges.refusal import LABELS, Verdict, judge_refusal, normalise, strip_reasoning
 
 FIXTURE = Path(__file__).parent / "fixtures" / "judge_examples.jsonl"
 XSTEST_DIR = Path(__file__).resolve().parents[2] / "shared/data/xstest"

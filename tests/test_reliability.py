@@ -174,7 +174,7 @@ def test_hub_check_is_one_bounded_attempt(monkeypatch):
     import socket
 
     from saro_lite import cli as cli_mod
-    from saro_lite import model_sources as sources
+    from saro_lite.modeling import sources
     from saro_lite.errors import UserError
     from saro_lite.recipe import load_recipe
 

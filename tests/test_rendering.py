@@ -1,7 +1,7 @@
 """The one rendering path: records -> text -> records, responses ending exactly at end-of-turn."""
 import pytest
 
-from saro_lite.models import Renderer, detect_end_of_turn, make_renderer, parse_reasoning
+from saro_lite.modeling.loading import Renderer, detect_end_of_turn, make_renderer, parse_reasoning
 
 STEPS = ["The user asks how to stop a Python process.", "Wait — 'kill' here means ending a program (P9a).",
          "This is routine; I'll help."]

@@ -17,10 +17,10 @@ import logging
 import pytest
 from test_teacher import KEY, KEY_ENV, Stub
 
-from saro_lite.cache import ReplyCache
+from saro_lite.teacher.cache import ReplyCache
 from saro_lite.errors import UserError
-from saro_lite.generate import Generation
-from saro_lite.safety_judges import (API_RUBRIC, LLAMA_GUARD_CATEGORIES, NEUTRAL_PROMPT, ApiJudge, GuardJudge,
+from saro_lite.modeling.generate import Generation
+from saro_lite.judges.safety import (API_RUBRIC, LLAMA_GUARD_CATEGORIES, NEUTRAL_PROMPT, ApiJudge, GuardJudge,
                                      add_judge_arguments, annotate_safety, attack_success_rate,
                                      guard_content_format, guard_conversation, judge_api_settings, judge_rows,
                                      load_guard, parse_api_verdict, parse_guard_output, run_judge)
@@ -76,7 +76,7 @@ def test_guard_conversation_shape():
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def guard_pair(default_recipe):
-    from saro_lite.models import tiny_model_path
+    from saro_lite.modeling.loading import tiny_model_path
 
     # load_in_4bit=True is the default; on CPU it loads plain fp32 (no 4-bit unless asked)
     model, tok = load_guard(str(tiny_model_path(default_recipe)))
@@ -101,7 +101,7 @@ def test_load_guard_hub_failure_is_a_user_error(monkeypatch):
 
 
 class FakeGenerate:
-    """Stands in for saro_lite.generate.generate: 'unsafe\\nS2' when the rendered moderation prompt holds
+    """Stands in for saro_lite.modeling.generate.generate: 'unsafe\\nS2' when the rendered moderation prompt holds
     a placeholder-shaped compliance, else 'safe'. Records each call."""
 
     def __init__(self):
@@ -119,7 +119,7 @@ class FakeGenerate:
 
 @pytest.fixture
 def fake_generate(monkeypatch):
-    import saro_lite.generate as gen
+    import saro_lite.modeling.generate as gen
 
     fake = FakeGenerate()
     monkeypatch.setattr(gen, "generate", fake)
@@ -375,7 +375,7 @@ ROWS = [
 
 def test_judge_rows_refusal_matches_judge_file(tmp_path):
     from saro_lite.fileio import write_jsonl
-    from saro_lite.judges import judge_file
+    from saro_lite.judges.reply import judge_file
 
     write_jsonl(tmp_path / "in.jsonl", ROWS)
     assert judge_rows(ROWS, "completion", "prompt") == judge_file(tmp_path / "in.jsonl", "completion", "prompt")

@@ -1,4 +1,4 @@
-"""The self path (saro_lite.selfpath): pass rule, Shortest Rejection Sampling, OP-COT / PP-COT from the
+"""The self path (saro_lite.teacher.self_path): pass rule, Shortest Rejection Sampling, OP-COT / PP-COT from the
 model's own samples. Pure functions on hand-built samples, then the mechanics on the tiny RW model
 (shapes, determinism, report keys; not quality: the tiny model is weak)."""
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 
 from saro_lite.errors import UserError
-from saro_lite.judges import Verdict, judge_refusal
-from saro_lite.models import Renderer
-from saro_lite.records import _check
-from saro_lite.selfpath import (DEFAULT_REFLECTION_CUE, Sample, assemble, continuation_parts, make_sample, passes,
+from saro_lite.judges.reply import Verdict, judge_refusal
+from saro_lite.modeling.loading import Renderer
+from saro_lite.data_sources.records import _check
+from saro_lite.teacher.self_path import (DEFAULT_REFLECTION_CUE, Sample, assemble, continuation_parts, make_sample, passes,
                                 plan_cuts, pp_record, self_op_cot, self_rit_d, shortest_rejection_sampling)
 
 REFUSED = Verdict("full_refusal", True, "refusal")
@@ -204,8 +204,8 @@ def test_self_path_on_the_tiny_rw_model(tiny_run, tiny_recipe, tokenizer, tmp_pa
     from peft import PeftModel
 
     from saro_lite.fileio import read_jsonl
-    from saro_lite.models import load_model, make_renderer
-    from saro_lite.selfpath import run_self_pairs, sample_k, self_pp_cot
+    from saro_lite.modeling.loading import load_model, make_renderer
+    from saro_lite.teacher.self_path import run_self_pairs, sample_k, self_pp_cot
 
     base = load_model(tiny_recipe, tiny_recipe.model.name_or_path)
     model = PeftModel.from_pretrained(base, str(tiny_run / "warmup/adapter"))

@@ -1,4 +1,4 @@
-"""saro_lite.sources: every public dataset maps to valid kit records (fixtures in each dataset's real
+"""saro_lite.data_sources.datasets: every public dataset maps to valid kit records (fixtures in each dataset's real
 format, tests/fixtures/sources/), clear errors for missing columns and unreachable hub ids, and the
 real STAR-1 / XSTest files in ../shared/data when they are there (skipped otherwise)."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from saro_lite.errors import UserError
-from saro_lite.records import _check
-from saro_lite.sources import RECORD_KINDS, RIT_D_SOURCES, SOURCES, get_source, load_source, parse_trace
+from saro_lite.data_sources.records import _check
+from saro_lite.data_sources.datasets import RECORD_KINDS, RIT_D_SOURCES, SOURCES, get_source, load_source, parse_trace
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "sources"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

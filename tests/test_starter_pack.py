@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from saro_lite.fileio import read_jsonl
-from saro_lite.records import STARTER_DIR, load_op, load_pp, load_rit_d
-from saro_lite.starter_pack import EVAL_FILES, TRAIN_FILES, verify
+from saro_lite.data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
+from saro_lite.data_sources.starter_pack import EVAL_FILES, TRAIN_FILES, verify
 
 KINDS = ("harmful", "jailbreak", "benign", "borderline")
 

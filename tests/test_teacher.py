@@ -22,13 +22,13 @@ import time
 
 import pytest
 
-from saro_lite.cache import ReplyCache
+from saro_lite.teacher.cache import ReplyCache
 from saro_lite.errors import UserError
 from saro_lite.fileio import write_jsonl
-from saro_lite.records import load_op, load_pp, load_rit_d
-from saro_lite.synth import (FALLBACK_ANSWER, PLACEHOLDER, SAMPLE_STRIDE, choose_prefix_length,
+from saro_lite.data_sources.records import load_op, load_pp, load_rit_d
+from saro_lite.teacher.synthesis import (FALLBACK_ANSWER, PLACEHOLDER, SAMPLE_STRIDE, choose_prefix_length,
                              is_refusal, load_policy, synthesize_op_cot, synthesize_pp_cot, synthesize_rit_d)
-from saro_lite.teacher import (HFClient, NoTeacher, TeacherRequest, TeacherSettings, backoff_delay, make_client,
+from saro_lite.teacher.client import (HFClient, NoTeacher, TeacherRequest, TeacherSettings, backoff_delay, make_client,
                                parse_retry_after)
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -413,7 +413,7 @@ class FakeTok:
 
 
 def test_hf_backend_batches_lazily_and_serves_as_fallback(monkeypatch, stub, env_key, tmp_path):
-    from saro_lite import generate as gen
+    from saro_lite.modeling import generate as gen
 
     seen = []
 

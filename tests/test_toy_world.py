@@ -24,8 +24,8 @@ def toy_run(tmp_path_factory, cache_dir):
 
 
 def test_toy_base_is_pretrained_to_comply_and_never_sees_eval_prompts():
-    from saro_lite.records import STARTER_DIR
-    from saro_lite.toy import SAFE_KINDS, base_corpus
+    from saro_lite.data_sources.records import STARTER_DIR
+    from saro_lite.modeling.toy import SAFE_KINDS, base_corpus
 
     corpus = base_corpus(0)
     eval_prompts = {r["prompt"] for k in ("harmful", "jailbreak", "benign", "borderline", "general")
@@ -64,8 +64,8 @@ def test_toy_rw_learns_the_reasoning_format(toy_run):
 def test_kit_decode_loop_matches_transformers_on_the_toy_saro(toy_run):
     """The eval ran with the kit's decode loop (finished replies leave the batch); on the trained toy
     model, whose replies end at very different steps, transformers' generate gives the same tokens."""
-    from saro_lite.evaluate import Arms
-    from saro_lite.generate import generate
+    from saro_lite.eval import Arms
+    from saro_lite.modeling.generate import generate
     from saro_lite.pipeline import Context
     from saro_lite.recipe import load_recipe
 

@@ -68,8 +68,8 @@ def test_tracking_math_matches_hand_computation(tiny_tok, default_recipe):
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from saro_lite.models import make_renderer, tiny_model_path
-    from saro_lite.tracking import encode_pairs, reward_stats, sequence_logps
+    from saro_lite.modeling.loading import make_renderer, tiny_model_path
+    from saro_lite.training.tracking import encode_pairs, reward_stats, sequence_logps
 
     path = tiny_model_path(default_recipe)
     ref = AutoModelForCausalLM.from_pretrained(path)
@@ -108,9 +108,9 @@ def test_tracking_agrees_with_trl_rewards(tiny_run, tiny_recipe, tokenizer):
     from safetensors.torch import load_file
     from trl import DPOConfig, DPOTrainer
 
-    from saro_lite.models import load_model
+    from saro_lite.modeling.loading import load_model
     from saro_lite.srpo import dpo_dataset, reset_policy_to_reference
-    from saro_lite.tracking import RewardTracker
+    from saro_lite.training.tracking import RewardTracker
 
     val = read_jsonl(tiny_run / "data/srpo_val.jsonl")
     policy = PeftModel.from_pretrained(load_model(tiny_recipe, tiny_recipe.model.name_or_path),
@@ -136,8 +136,8 @@ def test_last_tracking_row_matches_independent_recomputation(tiny_run, tiny_reci
     with plain logits (not the fused head the tracker uses)."""
     from peft import PeftModel
 
-    from saro_lite.models import load_model
-    from saro_lite.tracking import encode_pairs, sequence_logps
+    from saro_lite.modeling.loading import load_model
+    from saro_lite.training.tracking import encode_pairs, sequence_logps
 
     val = read_jsonl(tiny_run / "data/srpo_val.jsonl")
     last = [r for r in read_jsonl(tiny_run / "srpo/metrics.jsonl") if "val/reward_margin" in r][-1]
@@ -205,9 +205,9 @@ def test_full_finetuning_on_a_gpu_trains_fp32_weights_under_mixed_precision(monk
     import transformers
 
     import saro_lite.baselines
-    import saro_lite.models as models
+    import saro_lite.modeling.loading as models
     import saro_lite.srpo
-    import saro_lite.training as training
+    import saro_lite.training.trainer as training
     import saro_lite.warmup
 
     fake = lambda recipe: ("cuda", torch.bfloat16, torch.bfloat16)  # noqa: E731

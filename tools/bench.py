@@ -1,8 +1,8 @@
 """Performance ratios of the finished pipeline, measured as whole-command wall times in one sitting.
 
-    python -m saro_lite.bench                         # the tiny recipe, a run folder under runs/bench
-    python -m saro_lite.bench --recipe recipes/qwen2.5-0.5b-instruct.yaml --run runs/bench-q05
-    python -m saro_lite.bench --set eval.limit_per_set=24      # overrides go to every command
+    python -m tools.bench                         # the tiny recipe, a run folder under runs/bench
+    python -m tools.bench --recipe recipes/qwen2.5-0.5b-instruct.yaml --run runs/bench-q05
+    python -m tools.bench --set eval.limit_per_set=24      # overrides go to every command
 
 On the tiny recipe the bench runs the QLoRA path (`model.finetune=lora`, 4-bit base + LoRA, the path
 every real recipe takes; the toy default fine-tunes fully) with 8 eval prompts per set, so the
@@ -84,7 +84,7 @@ def srpo_seconds_per_step(run: Path) -> float:
 
 
 def _steps(run: Path) -> int:
-    from .fileio import read_jsonl
+    from saro_lite.fileio import read_jsonl
 
     return max(r["step"] for r in read_jsonl(run / "srpo/metrics.jsonl"))
 
@@ -128,7 +128,7 @@ def print_bench(rows: list[dict], title: str, console=None) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m saro_lite.bench")
+    p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument("--recipe", default=str(REPO / "recipes/tiny-cpu.yaml"))
     p.add_argument("--run", default="runs/bench")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     run_cmd(base + ["--stages", "srpo", "--fresh"] + sets(run))  # leave the run as the recipe says
 
     print("warmup: kit vs plain TRL+PEFT script ...", flush=True)
-    from .recipe import load_recipe
+    from saro_lite.recipe import load_recipe
 
     r = load_recipe(Path(run) / "recipe.resolved.yaml")
     kit = json.loads((Path(run) / "warmup/summary.json").read_text())["train_runtime"]

@@ -1,9 +1,9 @@
 """Seed bench of any recipe (default: the toy world): the whole pipeline once per seed, then mean ± spread
 per arm, and the wall time of each seed's run.
 
-    python -m saro_lite.bench_toy                                  # seeds 0,1,2 of recipes/tiny-cpu.yaml
-    python -m saro_lite.bench_toy --seeds 0,1,2 --recipe recipes/tiny-cpu.yaml --set eval.limit_per_set=32
-    python -m saro_lite.bench_toy --recipe recipes/smollm2-135m-instruct.yaml --out runs/bench-smollm2 \
+    python -m tools.bench_toy                                  # seeds 0,1,2 of recipes/tiny-cpu.yaml
+    python -m tools.bench_toy --seeds 0,1,2 --recipe recipes/tiny-cpu.yaml --set eval.limit_per_set=32
+    python -m tools.bench_toy --recipe recipes/smollm2-135m-instruct.yaml --out runs/bench-smollm2 \
         --set "eval.extra_sets=[{name: xstest, format: xstest, path: xstest_prompts.csv}]"
 
 Each seed N is one `run_all.py` command with `--set seed=N --set model.tiny.seed=N` (so the tiny base,
@@ -32,7 +32,7 @@ ARM_METRICS = ["harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_acc
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m saro_lite.bench_toy", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_toy", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--recipe", default=None, help="recipe YAML (default: recipes/tiny-cpu.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -1,6 +1,6 @@
 """Measure the refusal judge against human labels.
 
-    python -m saro_lite.judge_eval FILE.csv|FILE.jsonl [--response-field F] [--label-field L]
+    python -m tools.judge_eval FILE.csv|FILE.jsonl [--response-field F] [--label-field L]
                                    [--prompt-field P] [--show-errors N]
                                    [--half dev|heldout] [--split NAME]
 
@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from saro_lite.refusal_judge import LABELS, judge_refusal
+from saro_lite.judges.refusal import LABELS, judge_refusal
 
 _ALIASES = {
     "compliance": "full_compliance", "complied": "full_compliance", "comply": "full_compliance",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import REFLECTION_RE
+from ..eval import REFLECTION_RE
 
 # ------------------------------------------------------------------------------------------
 # Reflection and self-correction
@@ -213,7 +213,7 @@ def prompt_embeddings(model, tokenizer, prompts: list[str], batch_size: int = 16
     elif "num_logits_to_keep" in params:
         kwargs["num_logits_to_keep"] = 1
     with_positions = "position_ids" in params
-    from .generate import encode_prompts, prompt_length
+    from ..modeling.generate import encode_prompts, prompt_length
 
     lengths = [prompt_length(tokenizer, p, max_length) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])  # similar lengths share a batch
@@ -373,7 +373,7 @@ def _pyplot():
 
 def _save(fig, path) -> Path:
     """Write the figure as a PNG atomically (temporary file in the same folder, then replace)."""
-    from .fileio import atomic_write_with
+    from ..fileio import atomic_write_with
 
     try:
         return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

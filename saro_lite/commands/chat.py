@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def open_run(run: str):
     """The recipe a finished run used, and a stage Context on its folder."""
     from rich.console import Console
 
-    from .pipeline import Context
-    from .recipe import load_recipe
+    from ..pipeline import Context
+    from ..recipe import load_recipe
 
     run_dir = Path(run)
     resolved = run_dir / "recipe.resolved.yaml"
@@ -31,8 +31,8 @@ def open_run(run: str):
 
 
 def check_arm(ctx, arm: str) -> None:
-    from .evaluate import ARM_STAGES
-    from .models import artifact
+    from ..eval import ARM_STAGES
+    from ..modeling.loading import artifact
 
     if arm == "base":
         return
@@ -44,7 +44,7 @@ def check_arm(ctx, arm: str) -> None:
 
 
 def reply(model, ctx, text: str, max_new_tokens: int) -> tuple[list[str], str, bool]:
-    from .generate import generate
+    from ..modeling.generate import generate
 
     g = generate(model, ctx.tokenizer(), [ctx.renderer().prompt(text)], max_new_tokens, batch_size=1,
                  seed=ctx.recipe.seed, loop=ctx.recipe.model.generation_loop)[0]
@@ -65,7 +65,7 @@ def render(console, steps: list[str], answer: str, show_reasoning: bool) -> None
 
 
 def cli(argv: list[str]) -> int:
-    from .cli import guarded
+    from ..cli import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py chat", description="chat with a trained arm")
     p.add_argument("--run", required=True, help="a run folder, e.g. runs/tiny-cpu")
@@ -77,8 +77,8 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     def run(a, console):
-        from .evaluate import Arms
-        from .pipeline import quiet_libraries
+        from ..eval import Arms
+        from ..pipeline import quiet_libraries
 
         ctx = open_run(a.run)
         check_arm(ctx, a.arm)

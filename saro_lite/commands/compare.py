@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 IGNORED = ("output_dir", "cache_dir")  # always differ, say nothing about the method
 
@@ -37,7 +37,7 @@ def load_run(path: Path) -> dict:
     if not report.exists() or not resolved.exists():
         raise UserError(f"{path}: not a finished run (needs report.json and recipe.resolved.yaml)")
     metrics = path / "srpo/metrics.jsonl"
-    from .fileio import read_jsonl
+    from ..fileio import read_jsonl
 
     return {"name": str(path), "report": json.loads(report.read_text()),
             "settings": flatten(yaml.safe_load(resolved.read_text())),
@@ -100,7 +100,7 @@ def plot(runs: list[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    from .fileio import atomic_write_with
+    from ..fileio import atomic_write_with
 
     try:
         atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
@@ -110,7 +110,7 @@ def plot(runs: list[dict], path: Path) -> Path | None:
 
 
 def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:
-    from .report import MAIN_METRICS, fmt
+    from ..report import MAIN_METRICS, fmt
 
     lines = ["# saro-lite: run comparison", "", "| run | arm | " + " | ".join(l for _, l in MAIN_METRICS)
              + " | SRPO val acc |", "|---|---|" + "---|" * (len(MAIN_METRICS) + 1)]
@@ -134,7 +134,7 @@ def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:
 
 
 def cli(argv: list[str]) -> int:
-    from .cli import guarded
+    from ..cli import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py compare", description="compare finished runs")
     p.add_argument("runs", nargs="+", help="run folders")
@@ -145,7 +145,7 @@ def cli(argv: list[str]) -> int:
     def run(a, console):
         from rich.table import Table
 
-        from .fileio import atomic_write_text
+        from ..fileio import atomic_write_text
 
         runs = [load_run(Path(x)) for x in a.runs]
         out = Path(a.output)

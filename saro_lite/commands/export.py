@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 CAVEATS = """## Caveats
 - SaRO's hyperparameters, data sizes and teacher prompts are not public; this model was trained with
@@ -30,8 +30,8 @@ CAVEATS = """## Caveats
 def base_model(ctx) -> str:
     """The base model as the user knows it: its hub id, the folder they gave, or the kit's tiny toy
     base, never the kit's resolved cache path."""
-    from .models import is_local
-    from .recipe import resolved_origin
+    from ..modeling.loading import is_local
+    from ..recipe import resolved_origin
 
     r = ctx.recipe
     given = None
@@ -51,7 +51,7 @@ def base_model(ctx) -> str:
 
 
 def recipe_name(ctx) -> str:
-    from .recipe import resolved_origin
+    from ..recipe import resolved_origin
 
     resolved = ctx.path("recipe.resolved.yaml")
     name = resolved_origin(resolved)["recipe"] if resolved.exists() else None
@@ -80,7 +80,7 @@ def model_card(ctx, arm: str, merged_dtype: str | None = None) -> str:
              f"- reasoning tags: `{r.model.reasoning_open}` … `{r.model.reasoning_close}`", ""]
     report = ctx.path("report.json")
     if report.exists():
-        from .report import MAIN_METRICS, fmt
+        from ..report import MAIN_METRICS, fmt
 
         rep = json.loads(report.read_text())
         lines += ["## Evaluation (from the run's report.json)", "",
@@ -94,9 +94,9 @@ def model_card(ctx, arm: str, merged_dtype: str | None = None) -> str:
 
 def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
     from .chat import check_arm
-    from .evaluate import ARM_STAGES
-    from .fileio import atomic_write_text, set_open_permissions
-    from .models import artifact
+    from ..eval import ARM_STAGES
+    from ..fileio import atomic_write_text, set_open_permissions
+    from ..modeling.loading import artifact
 
     if arm == "base":
         raise UserError("--arm base: the base model needs no export; use it from the hub or its folder")
@@ -152,7 +152,7 @@ def merge_adapter(ctx, adapter_dir: Path, out: Path) -> str:
 
 
 def cli(argv: list[str]) -> int:
-    from .cli import guarded
+    from ..cli import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py export", description="export a trained arm")
     p.add_argument("--run", required=True)
@@ -165,7 +165,7 @@ def cli(argv: list[str]) -> int:
 
     def run(a, console):
         from .chat import open_run
-        from .pipeline import quiet_libraries
+        from ..pipeline import quiet_libraries
 
         quiet_libraries()
         export(open_run(a.run), a.arm, Path(a.output), a.merge, console)

@@ -9,7 +9,7 @@ pretext, a language switch).
 Content-safety rule (DEVELOPERS.md): the wrappers carry pressure, framing and format tricks only,
 never operational detail. The harmful goal comes solely from the request they wrap.
 
-    from saro_lite.attacks import apply_attacks
+    from saro_lite.data_sources.attacks import apply_attacks
     jailbreak_rows = apply_attacks(harmful_rows, per_prompt=2, seed=0)
 
 Standard library only.
@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 # The families the authors' harness uses; the kit must cover each of them.
 REQUIRED_FAMILIES = ("prefix_injection", "refusal_suppression", "distractors", "format_constraint",

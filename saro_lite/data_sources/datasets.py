@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .errors import UserError
-from .fileio import read_jsonl
-from .judges import read_table, require_columns
-from .models import parse_reasoning
-from .recipe import KINDS
+from ..errors import UserError
+from ..fileio import read_jsonl
+from ..judges.reply import read_table, require_columns
+from ..modeling.loading import parse_reasoning
+from ..recipe import KINDS
 
 RECORD_KINDS = KINDS + ("general",)
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -242,7 +242,7 @@ def parse_trace(text: str) -> tuple[list[str], str]:
 
 
 def _kind_from_answer(answer: str, prompt: str, answered_kind: str) -> str:
-    from .refusal_judge import judge_refusal
+    from ..judges.refusal import judge_refusal
 
     return "harmful" if judge_refusal(answer, prompt).refused else answered_kind
 
@@ -587,7 +587,7 @@ def load_source(name: str, path: str | os.PathLike | None = None, split: str | N
 # Command line: list sources, preview or export one
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from .cli import guarded
+    from ..cli import guarded
 
     p = argparse.ArgumentParser(prog="python -m saro_lite.sources", description="load a public dataset as kit records")
     p.add_argument("name", nargs="?", help=f"one of: {', '.join(SOURCES)} (omit to list them)")
@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = Counter(r["kind"] for r in rows)
         console.print(f"{len(rows)} records ({', '.join(f'{k} {n}' for k, n in counts.items())})", markup=False, soft_wrap=True)
         if a.output:
-            from .fileio import write_jsonl
+            from ..fileio import write_jsonl
 
             write_jsonl(a.output, rows)
             console.print(f"-> {a.output}", markup=False, soft_wrap=True)

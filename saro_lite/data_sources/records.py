@@ -10,12 +10,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import read_jsonl
-from .recipe import KINDS
+from ..errors import UserError
+from ..fileio import read_jsonl
+from ..recipe import KINDS
 
 PROMPT_FIELDS = ("id", "prompt", "kind", "category", "source")
-STARTER_DIR = Path(__file__).resolve().parent / "starter"
+STARTER_DIR = Path(__file__).resolve().parent.parent / "starter"
 
 
 def _steps_ok(v) -> bool:

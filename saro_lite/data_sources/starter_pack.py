@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .fileio import read_jsonl, write_json, write_jsonl
+from ..fileio import read_jsonl, write_json, write_jsonl
 
 from .records import STARTER_DIR  # noqa: E402  (one definition)
 TRAIN_FILES = ("rit_d.jsonl", "op_cot.jsonl", "pp_cot.jsonl")

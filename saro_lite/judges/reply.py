@@ -20,10 +20,10 @@ import io
 import json
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import read_jsonl, write_jsonl
-from .refusal_judge import LABELS, Verdict, judge_refusal, strip_reasoning  # noqa: F401  (re-exported)
-from .safety_judges import JUDGE_DESCRIPTIONS, JUDGE_NAMES as JUDGES  # noqa: F401  (re-exported)
+from ..errors import UserError
+from ..fileio import read_jsonl, write_jsonl
+from .refusal import LABELS, Verdict, judge_refusal, strip_reasoning  # noqa: F401  (re-exported)
+from .safety import JUDGE_DESCRIPTIONS, JUDGE_NAMES as JUDGES  # noqa: F401  (re-exported)
 
 
 def judge_reply(response: str, prompt: str | None = None, open_tag: str = "<think>",
@@ -87,8 +87,8 @@ def judge_file(input_path: Path, response_field: str, prompt_field: str | None, 
 
 
 def cli(argv: list[str]) -> int:
-    from .cli import guarded
-    from .safety_judges import add_judge_arguments, run_judge
+    from ..cli import guarded
+    from .safety import add_judge_arguments, run_judge
 
     p = argparse.ArgumentParser(prog="run_all.py judge", description="label replies as complied/refused")
     p.add_argument("--input", required=True, help="CSV, TSV, JSON or JSONL file")

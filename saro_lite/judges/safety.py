@@ -31,9 +31,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UserError
-from .refusal_judge import LABELS, judge_refusal, strip_reasoning
-from .teacher import OpenAIClient, TeacherRequest, TeacherSettings
+from ..errors import UserError
+from .refusal import LABELS, judge_refusal, strip_reasoning
+from ..teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
 
 JUDGE_NAMES = ("refusal", "guard", "api")
 JUDGE_DESCRIPTIONS = {
@@ -101,7 +101,7 @@ def parse_guard_output(text: str) -> tuple[bool, list[str]]:
 
 
 def _render_guard(tokenizer, messages: list[dict]) -> str:
-    from .models import strip_auto_bos
+    from ..modeling.loading import strip_auto_bos
 
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return strip_auto_bos(tokenizer, text)
@@ -147,7 +147,7 @@ class GuardJudge:
     def judge_many(self, prompts: list[str | None], responses: list[str], progress=None, task=None) -> list[dict]:
         """One dict per response, in order: {unsafe, guard_categories, guard_raw} (+ judge_error with
         unsafe None when the output is neither safe nor unsafe)."""
-        from . import generate as gen  # looked up at call time (tests replace gen.generate)
+        from ..modeling import generate as gen  # looked up at call time (tests replace gen.generate)
 
         prompts, responses = list(prompts), list(responses)
         if len(prompts) != len(responses):
@@ -280,7 +280,7 @@ def api_messages(prompt: str | None, response: str) -> list[dict]:
 
 
 def _label(value: Any) -> str:
-    from .judge_eval import canonical_label
+    from tools.judge_eval import canonical_label
 
     if not isinstance(value, str):
         raise ValueError(f"'refusal' is not a string: {value!r}")
@@ -628,8 +628,8 @@ def api_settings_from_args(args) -> TeacherSettings | None:
 
 def run_judge(args, console) -> int:
     """The body of `run_all.py judge` (judges.cli wraps it in cli.guarded: UserError -> exit 2)."""
-    from .fileio import write_jsonl
-    from .judges import read_table
+    from ..fileio import write_jsonl
+    from .reply import read_table
 
     if args.judge == "guard" and getattr(args, "guard_batch_size", 8) < 1:
         raise UserError("--guard-batch-size: must be at least 1")

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import UserError
-from .model_sources import hub_error as _hub_error
-from .recipe import Recipe, cache_dir, fingerprint
+from ..errors import UserError
+from .sources import hub_error as _hub_error
+from ..recipe import Recipe, cache_dir, fingerprint
 
 # ChatML with {% generation %} markers (so TRL's assistant masks work too).
 TINY_CHAT_TEMPLATE = (
@@ -193,7 +193,7 @@ def tiny_corpus() -> list[str]:
     """Text the tiny BPE is trained on: the starter pack and the policy (what the kit will feed it)."""
     import json
 
-    starter = Path(__file__).resolve().parent / "starter"
+    starter = Path(__file__).resolve().parent.parent / "starter"
     texts: list[str] = []
     for f in sorted(starter.rglob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
@@ -271,7 +271,7 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
                               f"in {info['seconds']:.0f} s")
         if console:
             console.print(f"built the tiny model in {path}")
-        from .fileio import set_open_permissions
+        from ..fileio import set_open_permissions
 
         set_open_permissions(tmp)  # mkdtemp and safetensors make owner-only folders and files
         try:
@@ -287,7 +287,7 @@ def tiny_model_path(recipe: Recipe, console=None) -> Path:
 def resolve_model_path(recipe: Recipe, console=None) -> str:
     if recipe.model.name_or_path == "tiny":
         return str(tiny_model_path(recipe, console))
-    from .model_sources import resolve_source
+    from .sources import resolve_source
 
     return resolve_source(recipe, console)
 

@@ -167,7 +167,7 @@ def family_of(name: str) -> str:
 
 def shape_of(recipe) -> Shape:
     """The recipe's architecture: model.arch (real models) or model.tiny (the offline tiny model)."""
-    from .errors import UserError
+    from ..errors import UserError
 
     m = recipe.model
     if m.name_or_path == "tiny" and m.arch.hidden_size is None:
@@ -641,8 +641,8 @@ def bench(recipe, steps: int = 3, device: str | None = None, path: str | Path | 
     from peft import get_peft_model
     from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
-    from .errors import UserError
-    from .models import device_and_dtypes, load_model, lora_config, prepare_for_qlora
+    from ..errors import UserError
+    from .loading import device_and_dtypes, load_model, lora_config, prepare_for_qlora
 
     on_gpu = torch.cuda.is_available()
     if device == "cpu" and on_gpu:
@@ -783,8 +783,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from .errors import UserError
-    from .recipe import load_recipe
+    from ..errors import UserError
+    from ..recipe import load_recipe
 
     console = Console(highlight=False)
     try:

@@ -24,9 +24,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import set_open_permissions
-from .recipe import Recipe, cache_dir
+from ..errors import UserError
+from ..fileio import set_open_permissions
+from ..recipe import Recipe, cache_dir
 
 # Dequantized weights are saved in fp32 (exactly the values the GGUF holds) up to this file size; above
 # it in bf16, since an fp32 copy of a 7B model (28 GB) does not fit in a laptop's RAM.

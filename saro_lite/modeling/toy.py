@@ -15,14 +15,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .records import STARTER_DIR
+from ..data_sources.records import STARTER_DIR
 
 SAFE_KINDS = ("benign", "borderline")
 
 
 def base_corpus(seed: int = 0) -> list[dict]:
     """prompt/answer pairs of the unaligned base: help with everything, reasoning-free."""
-    from .fileio import read_jsonl
+    from ..fileio import read_jsonl
 
     rit = read_jsonl(STARTER_DIR / "rit_d.jsonl")
     op = read_jsonl(STARTER_DIR / "op_cot.jsonl")

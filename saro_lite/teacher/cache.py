@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .fileio import append_jsonl
+from ..fileio import append_jsonl
 
 
 def _canonical(obj: Any) -> Any:

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +442,7 @@ class HFClient(TeacherClient):
 
     @staticmethod
     def render(tokenizer, messages: list[dict]) -> str:
-        from .models import strip_auto_bos
+        from ..modeling.loading import strip_auto_bos
 
         try:
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -455,7 +455,7 @@ class HFClient(TeacherClient):
         return strip_auto_bos(tokenizer, text)
 
     def _run(self, items, done) -> None:
-        from . import generate as gen
+        from ..modeling import generate as gen
 
         model, tok = self._loaded()
         s = self.settings

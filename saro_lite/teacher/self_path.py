@@ -46,9 +46,9 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from .errors import UserError
-from .judges import judge_reply
-from .records import prompt_record
+from ..errors import UserError
+from ..judges.reply import judge_reply
+from ..data_sources.records import prompt_record
 
 DEFAULT_REFLECTION_CUE = "Wait — let me check this against the safety policy before going on."
 REFUSE_KINDS = ("harmful", "jailbreak")
@@ -147,7 +147,7 @@ def sample_k(model, tokenizer, renderer, prompts: list[dict], k: int, max_new_to
              strict: bool = False, loop: str = "kit") -> dict:
     """k sampled responses per prompt: k passes over the prompts, pass i seeded with seed + i (so sample i
     is the same whatever k is). Returns {prompt id: [Sample, ...]} in prompt order, samples in pass order."""
-    from .generate import generate
+    from ..modeling.generate import generate
 
     if k < 1:
         raise UserError(f"selfpath: k must be at least 1, got {k}")
@@ -286,7 +286,7 @@ def self_pp_cot(model, tokenizer, renderer, prompts: list[dict], samples_by_prom
     one does not fail, use the original trace's own tail (steps[k:] and its answer; the model's own
     continuation of that very prefix, a usable failure by construction) as rejected. Off by default.
     """
-    from .generate import generate
+    from ..modeling.generate import generate
 
     cue = reflection_cue.strip()
     if not cue or "\n\n" in cue:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from .recipe import Recipe, cache_dir
+from ..recipe import Recipe, cache_dir
 
 
 def teacher_cache(recipe: Recipe):
@@ -18,7 +18,7 @@ def _local_model(recipe: Recipe, name_or_path: str):
     """A callable loading (model, tokenizer) lazily: only on the first cache miss."""
 
     def load():
-        from .models import load_model, load_tokenizer
+        from ..modeling.loading import load_model, load_tokenizer
 
         r = copy.deepcopy(recipe)
         r.model.name_or_path, r.model.chat_template, r.model.end_of_turn = name_or_path, None, None
@@ -29,7 +29,7 @@ def _local_model(recipe: Recipe, name_or_path: str):
 
 
 def teacher_client(recipe: Recipe):
-    from .teacher import make_client, settings_from
+    from .client import make_client, settings_from
 
     hf = _local_model(recipe, recipe.teacher.model) if recipe.teacher.backend == "hf" else None
     return make_client(settings_from(recipe.teacher), hf_source=hf, seed=recipe.seed)
@@ -39,7 +39,7 @@ def fallback_client(recipe: Recipe, base_path: str):
     """refusal_fallback: base_model — the unsafe side sampled from the (unaligned) base model."""
     if recipe.teacher.refusal_fallback != "base_model":
         return None
-    from .teacher import HFClient, TeacherSettings
+    from .client import HFClient, TeacherSettings
 
     settings = TeacherSettings(backend="hf", model=base_path, temperature=max(recipe.teacher.temperature, 0.7),
                                max_tokens=recipe.teacher.max_tokens)
@@ -47,7 +47,7 @@ def fallback_client(recipe: Recipe, base_path: str):
 
 
 def policy_text(recipe: Recipe) -> str:
-    from .synth import load_policy
+    from .synthesis import load_policy
 
     return load_policy(recipe.teacher.policy_path)
 

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
-from .models import parse_reasoning
-from .teacher import TeacherClient, TeacherRequest
+from ..errors import UserError
+from ..modeling.loading import parse_reasoning
+from .client import TeacherClient, TeacherRequest
 
 try:  # written alongside this module; the local pattern below covers its absence
-    from .refusal_judge import judge_refusal as _judge_refusal
+    from ..judges.refusal import judge_refusal as _judge_refusal
 except Exception:  # noqa: BLE001
     _judge_refusal = None
 
@@ -53,7 +53,7 @@ SAMPLE_STRIDE = 100
 MAX_UNSAFE_ANSWER_CHARS = 800  # a placeholder-shaped compliance is short; a long one may carry detail
 UNSAFE_KINDS = ("harmful", "jailbreak")
 SAFE_KINDS = ("benign", "borderline")
-POLICY_PATH = Path(__file__).resolve().parent / "starter" / "policy.md"
+POLICY_PATH = Path(__file__).resolve().parent.parent / "starter" / "policy.md"
 
 FALLBACK_ANSWER = f"Sure — here is how. First, {PLACEHOLDER}. Then {PLACEHOLDER}."
 FALLBACK_REASONING = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fileio import append_jsonl
+from ..fileio import append_jsonl
 
 
 @dataclass
@@ -229,7 +229,7 @@ def plot_reward_tracking(rows: list[dict], path: Path, title: str = "SRPO reward
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .fileio import atomic_write_with
+    from ..fileio import atomic_write_with
 
     try:
         atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

@@ -8,9 +8,9 @@ import os
 import re
 from pathlib import Path
 
-from .fileio import append_jsonl, read_jsonl, write_jsonl, atomic_write_text
-from .models import device_and_dtypes
-from .recipe import Recipe, Train
+from ..fileio import append_jsonl, read_jsonl, write_jsonl, atomic_write_text
+from ..modeling.loading import device_and_dtypes
+from ..recipe import Recipe, Train
 
 # Recipe fields handed to TRL's configs as they are (the kit's own fields are not TRL's).
 TRL_FIELDS = ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
