@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import shutil
 
-from .fileio import read_jsonl, write_json
 from .data_sources.records import STARTER_DIR, load_op
-
-BASELINE_ARMS = ("safety_sft", "dpo")
+from .fileio import read_jsonl, write_json
+from .modeling.loading import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+from .training.datasets import dpo_dataset, pair_row, prompt_completion_dataset
+from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
+                               start_checkpoint_dir, train_sft, trainer_args, trim_metrics)
+from .vocabulary import BASELINE_ARMS
 
 
 def requested(recipe) -> list[str]:
@@ -25,15 +28,11 @@ def requested(recipe) -> list[str]:
 
 
 def direct_sft_dataset(renderer, rows: list[dict]):
-    from .warmup import prompt_completion_dataset
-
     return prompt_completion_dataset(renderer, [(renderer.prompt(x["prompt"]),
                                                  x["answer"].strip() + renderer.end_of_turn) for x in rows])
 
 
 def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
-    from .pairs import pair_row
-
     return [pair_row(renderer, x["id"], "op", x, renderer.prompt(x["prompt"]),
                      x["chosen"]["answer"].strip() + renderer.end_of_turn,
                      x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op]
@@ -41,11 +40,6 @@ def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
 
 def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str) -> dict:
     from trl import DPOConfig, DPOTrainer
-
-    from .modeling.loading import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
-    from .srpo import dpo_dataset
-    from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
-                           start_checkpoint_dir, trainer_args, trim_metrics)
 
     r = ctx.recipe
     ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
@@ -78,15 +72,12 @@ def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str)
 
 
 def run(ctx) -> None:
-    from .pipeline import Pipeline
-    from .warmup import train_sft
-
     r = ctx.recipe
     arms = requested(r)
     if not arms:
         ctx.console.print("no baseline arms requested (add safety_sft and/or dpo to eval.arms)")
         return
-    fp = Pipeline(r, ctx.console, ctx.run_dir).expected_fingerprint("baselines")
+    fp = ctx.fingerprint
     renderer = ctx.renderer()
     if "safety_sft" in arms:
         rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
@@ -95,12 +86,3 @@ def run(ctx) -> None:
         op = read_jsonl(ctx.path("data/op_cot.jsonl"), allow_empty=True) or load_op(STARTER_DIR / "op_cot.jsonl")
         train_dpo_from_base(ctx, direct_dpo_rows(renderer, op), "baselines/dpo", fp)
 
-
-def main(argv=None):
-    from .cli import run_single_stage
-
-    run_single_stage("baselines", argv)
-
-
-if __name__ == "__main__":
-    main()

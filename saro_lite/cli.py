@@ -11,15 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, _console, guarded  # noqa: F401  (guarded: the commands' wrapper)
 
 SUBCOMMANDS = ("judge", "chat", "export", "compare")
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
 
 
 def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
@@ -60,7 +54,6 @@ def print_memory_estimate(recipe, console) -> None:
     """--dry-run: the estimated peak GPU memory per stage (saro_lite.memory; no model is loaded).
     Skipped for the tiny model, and said so when the recipe lacks model.arch numbers."""
     from .modeling import memory
-    from .errors import UserError
 
     if recipe.model.name_or_path == "tiny":
         return
@@ -73,7 +66,7 @@ def print_memory_estimate(recipe, console) -> None:
     stage, top = memory.peak(est)
     target = memory.vram_target_gb(recipe.source_path) if recipe.source_path else None
     console.print(f"estimated peak: {top:.2f} GiB in {stage}" + (f"; the recipe targets {target:g} GB" if target else "")
-                  + "  (measure it without a download: python -m saro_lite.memory --recipe "
+                  + "  (measure it without a download: python -m tools.memory_bench --recipe "
                   + f"{recipe.source_path} --bench)")
 
 
@@ -137,7 +130,7 @@ def check_inputs(recipe) -> None:
         from pathlib import Path
 
         if spec.get("path") and Path(spec["path"]).expanduser().exists():
-            from .eval import load_extra_set
+            from .data_sources.eval_sets import load_extra_set
 
             load_extra_set(spec, i)
     if recipe.pairs.source == "file":
@@ -163,7 +156,8 @@ def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
 
 def run_pipeline(args, console) -> int:
     from .modeling.loading import resolve_model_path
-    from .pipeline import Context, Pipeline, parse_stages
+    from .context import Context
+    from .pipeline import Pipeline, parse_stages
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
@@ -211,31 +205,6 @@ def resume_command(prog: str, argv: list[str]) -> str:
 def run_all_prog() -> str:
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "run_all.py" else "run_all.py"
     return f"python {script}"
-
-
-def guarded(fn, args, debug: bool, resume: str | None = None) -> int:
-    """Run fn; user mistakes -> one line on stderr and exit status 2; Ctrl-C -> how to resume
-    (`resume`: the exact command, see resume_command)."""
-    console = _console()
-    try:
-        return fn(args, console)
-    except UserError as e:
-        if debug:
-            raise
-        _console(stderr=True).print(f"[bold red]error:[/] {e}", soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        from rich.markup import escape
-
-        if resume is None:
-            hint = "run the same command again to resume"
-        elif getattr(args, "fresh", False):
-            hint = f"to resume, run it again without --fresh (--fresh would start over): {escape(resume)}"
-        else:
-            hint = f"run the same command again to resume: {escape(resume)}"
-        _console(stderr=True).print(f"\n[yellow]interrupted.[/] Finished stages are kept; {hint}  (the "
-                                    "interrupted stage restarts from its last checkpoint)", soft_wrap=True)
-        return 130
 
 
 def tune_malloc() -> bool:
@@ -306,12 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     tune_malloc()
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
+        from .commands import chat, compare, export, judge
 
         tune_threads()
-        module = {"judge": "saro_lite.judges.reply", "chat": "saro_lite.commands.chat",
-                  "export": "saro_lite.commands.export", "compare": "saro_lite.commands.compare"}[argv[0]]
-        return importlib.import_module(module).cli(argv[1:])
+        command = {"judge": judge, "chat": chat, "export": export, "compare": compare}[argv[0]]
+        return command.cli(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_recipes:
         list_recipes_table(_console())
@@ -319,17 +287,3 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         tune_threads()
     return guarded(run_pipeline, args, args.debug, resume_command(run_all_prog(), argv))
-
-
-def run_single_stage(stage: str, argv: list[str] | None = None) -> None:
-    """`python -m saro_lite.<stage> --recipe R [--set K=V] [--fresh]`: one stage, same bookkeeping."""
-    p = argparse.ArgumentParser(prog=f"python -m saro_lite.{stage}", description=f"run stage '{stage}' alone")
-    p.add_argument("--recipe", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--fresh", action="store_true")
-    p.add_argument("--debug", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = p.parse_args(argv)
-    args.stages, args.dry_run = stage, False
-    tune_threads()
-    sys.exit(guarded(run_pipeline, args, args.debug, resume_command(f"python -m saro_lite.{stage}", argv)))

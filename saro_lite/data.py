@@ -7,23 +7,17 @@ Sources (`data.source`):
 - file: a RIT-D JSONL of your own (`data.path: my_traces.jsonl`);
 - star1 / stair_sft: those public reasoning datasets (`data.path`: a local copy; null = the Hub).
 
-    python -m saro_lite.data --recipe recipes/tiny-cpu.yaml
+    python run_all.py --stages data --recipe recipes/tiny-cpu.yaml
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from .errors import UserError
-from .fileio import read_jsonl, write_json, write_jsonl
-from .data_sources.records import STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record
-
-
-def teacher_prompts(r) -> list[dict]:
-    if r.data.prompts_path:
-        rows = read_jsonl(r.data.prompts_path, required=("id", "prompt", "kind"))
-        return [prompt_record(x) for x in rows]
-    return [prompt_record(x) for x in load_rit_d(STARTER_DIR / "rit_d.jsonl")]
+from .fileio import write_json, write_jsonl
+from .data_sources.holdout import normalize_prompt, validation_prompts
+from .data_sources.records import (STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record,
+                                   shorten, teacher_prompts)
 
 
 def from_teacher(ctx) -> list[dict]:
@@ -56,21 +50,6 @@ def load_rows(ctx) -> tuple[list[dict], str]:
     return balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed), str(path)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def shorten(row: dict, max_steps: int | None = None, max_sentences: int | None = None) -> dict:
-    """A shorter RIT-D trace (data.max_reasoning_steps / data.max_answer_sentences; None = as is):
-    the first max_steps - 1 reasoning steps plus the last one (the decision), and the answer's first
-    max_sentences sentences. The trace still ends with its verdict and the answer."""
-    steps, answer = list(row["reasoning"]), row["answer"].strip()
-    if max_steps and len(steps) > max_steps:
-        steps = steps[:max_steps - 1] + steps[-1:]
-    if max_sentences:
-        answer = " ".join(_SENTENCE_END.split(answer)[:max_sentences])
-    return {**row, "reasoning": steps, "answer": answer}
-
-
 def pair_traces(rows: list[dict], kinds) -> list[dict]:
     """data.pair_trace_kinds: the chosen sides of the starter OP-COT / PP-COT pairs of these kinds as
     RIT-D records (PP: the shared prefix + the chosen steps), skipping prompts already in `rows`."""
@@ -89,8 +68,6 @@ def pair_traces(rows: list[dict], kinds) -> list[dict]:
 
 
 def run(ctx) -> None:
-    from .pairs import normalize_prompt, validation_prompts
-
     r = ctx.recipe
     rows, path = load_rows(ctx)
     if r.data.pair_trace_kinds and r.data.source != "starter":
@@ -117,12 +94,3 @@ def run(ctx) -> None:
     ctx.console.print(f"RIT-D: {len(rows)} records from {path} "
                       f"({', '.join(f'{k} {counts[k]}' for k in r.data.kinds)})")
 
-
-def main(argv=None):
-    from .cli import run_single_stage
-
-    run_single_stage("data", argv)
-
-
-if __name__ == "__main__":
-    main()

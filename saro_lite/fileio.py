@@ -11,6 +11,8 @@ safetensors writer saves. Everything the kit writes gets what a plain `open()` w
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -160,3 +162,44 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), allow_empt
             raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
         rows.append(row)
     return rows
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a CSV, JSON (list of objects) or JSONL file; errors name the file and line."""
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if not text.strip():
+        raise UserError(f"{path}: file is empty")
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {e.lineno}: broken JSON ({e.msg})") from None
+        if isinstance(data, dict):  # {"data": [...]} or {"rows": [...]}
+            data = next((v for v in data.values() if isinstance(v, list)), None)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise UserError(f"{path}: expected a JSON list of objects")
+        return data
+    if suffix in (".csv", ".tsv"):
+        try:
+            return list(csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
+        except csv.Error as e:
+            raise UserError(f"{path}: malformed CSV ({e})") from None
+    raise UserError(f"{path}: unsupported file type '{suffix}' (expected .csv, .tsv, .json or .jsonl)")
+
+
+def require_columns(path: Path, rows: list[dict], fields: list[str]) -> None:
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    present = set().union(*(r.keys() for r in rows[:1]))
+    missing = [f for f in fields if f not in present]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} "
+                        f"(columns: {', '.join(sorted(present))})")

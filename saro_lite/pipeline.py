@@ -7,16 +7,19 @@ killed at any moment never leaves a stage that looks finished but is not.
 """
 from __future__ import annotations
 
-import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import baselines, data, eval as eval_stage, pairs, report, srpo, warmup
+from .context import Context
+from .data_sources.eval_sets import eval_set_names
+from .data_sources.holdout import VALIDATION_KEYS
 from .errors import UserError
-from .modeling.loading import artifact
 from .fileio import atomic_write_text, set_open_permissions, write_json
-from .pairs import VALIDATION_KEYS
+from .modeling.arms import all_arms
+from .modeling.loading import artifact
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 
 def _no_kernels_hub_notice(record) -> bool:
@@ -59,15 +62,13 @@ STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "baselines", "eval", "report"]
 
 
 def _eval_outputs(r: Recipe) -> list[str]:
-    from .eval import all_arms, eval_set_names
-
     return [f"eval/{arm}/{name}.jsonl" for arm in all_arms(r) for name in eval_set_names(r)]
 
 
 @dataclass
 class Stage:
     name: str
-    module: str
+    run: Callable[[Context], None]  # the stage script's run(ctx)
     needs: list[str]
     reads: Callable[[Recipe], list[str]]
     outputs: Callable[[Recipe], list[str]]
@@ -76,34 +77,34 @@ class Stage:
 
 MODEL_KEYS = ["model"]
 STAGES: dict[str, Stage] = {s.name: s for s in [
-    Stage("data", "saro_lite.data", [],
+    Stage("data", data.run, [],
           # + the settings that decide the validation pairs' prompts, which the data stage leaves out
           lambda r: ["seed", "data"] + (TEACHER_DATA_KEYS if r.data.source == "teacher" else [])
           + (VALIDATION_KEYS if r.pairs.source in ("starter", "file") else []),
           lambda r: ["data/prompts.jsonl", "data/rit_d.jsonl"],
           "prompts and RIT-D reasoning traces"),
-    Stage("warmup", "saro_lite.warmup", ["data"],
+    Stage("warmup", warmup.run, ["data"],
           lambda r: ["seed", "model", "warmup"],
           lambda r: [artifact(r, "warmup"), "warmup/metrics.jsonl"],
           "Reasoning-style Warmup: SFT on RIT-D"),
-    Stage("pairs", "saro_lite.pairs", ["data"],
+    Stage("pairs", pairs.run, ["data"],
           lambda r: ["seed", "pairs", "model"] + (TEACHER_DATA_KEYS if r.pairs.source == "teacher" else []),
           lambda r: ["data/op_cot.jsonl", "data/pp_cot.jsonl", "data/srpo_train.jsonl", "data/srpo_val.jsonl"],
           "OP-COT and PP-COT preference pairs + held-out validation pairs"),
-    Stage("srpo", "saro_lite.srpo", ["warmup", "pairs"],
+    Stage("srpo", srpo.run, ["warmup", "pairs"],
           lambda r: ["seed", "model", "srpo"],
           lambda r: [artifact(r, "srpo"), "srpo/metrics.jsonl"],
           "SRPO: DPO from the RW model with the RW model as reference"),
-    Stage("baselines", "saro_lite.baselines", ["data"],
+    Stage("baselines", baselines.run, ["data"],
           lambda r: ["seed", "model", "warmup", "srpo", "eval.arms"],
           lambda r: [x for a in r.eval.arms if a in ("safety_sft", "dpo")
                      for x in (artifact(r, f"baselines/{a}"), f"baselines/{a}/metrics.jsonl")],
           "safety-SFT and plain-DPO baselines (only the arms named in eval.arms)"),
-    Stage("eval", "saro_lite.eval", ["srpo"],
+    Stage("eval", eval_stage.run, ["srpo"],
           lambda r: ["seed", "model", "eval"],
           _eval_outputs,
           "generate with each arm, judge, score"),
-    Stage("report", "saro_lite.report", ["eval"],
+    Stage("report", report.run, ["eval"],
           lambda r: ["report"],
           lambda r: ["report.json", "report.md"],
           "report.json, report.md, figures"),
@@ -135,32 +136,6 @@ def parse_stages(text: str | None) -> list[str]:
         if n not in STAGES:
             raise UserError(f"--stages: unknown stage '{n}' (stages: {', '.join(STAGE_ORDER)})")
     return [s for s in STAGE_ORDER if s in names]  # always in pipeline order
-
-
-@dataclass
-class Context:
-    """What a stage gets: the recipe, the run folder, the console, and objects stages may share."""
-
-    recipe: Recipe
-    run_dir: Path
-    console: object
-    model_path: str = ""
-    shared: dict = field(default_factory=dict)
-
-    def path(self, rel: str) -> Path:
-        return self.run_dir / rel
-
-    def tokenizer(self):
-        if "tokenizer" not in self.shared:
-            from .modeling.loading import load_tokenizer
-
-            self.shared["tokenizer"] = load_tokenizer(self.recipe, self.model_path)
-        return self.shared["tokenizer"]
-
-    def renderer(self):
-        from .modeling.loading import make_renderer
-
-        return make_renderer(self.recipe, self.tokenizer())
 
 
 class Pipeline:
@@ -250,9 +225,9 @@ class Pipeline:
         self.console.rule(f"[bold]stage {name}[/] — {stage.help}")
         t0 = time.time()
         quiet_libraries()
-        module = importlib.import_module(stage.module)
+        ctx.fingerprint = self.expected_fingerprint(name)
         try:
-            module.run(ctx)
+            stage.run(ctx)
         except Exception as e:  # CUDA out of memory: say which settings to lower, not a raw trace
             if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
                 raise

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import UserError
-from .modeling.generate import LOOPS
-from .vocabulary import ARMS, BUILTIN_SETS, JUDGE_SCOPES, KINDS  # noqa: F401  (KINDS re-exported)
+from .vocabulary import ARMS, ATTACK_TEMPLATES, BUILTIN_SETS, GENERATION_LOOPS, JUDGE_SCOPES, KINDS  # noqa: F401  (KINDS re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
@@ -111,7 +110,7 @@ class Model:
     # Decode loop for this model's generation (eval, self path, chat). kit: drops finished replies from
     # the batch as they end (same outputs, faster); transformers: model.generate, for a model whose
     # forward does not take the standard causal-LM arguments.
-    generation_loop: str = _f("kit", choices=LOOPS)
+    generation_loop: str = _f("kit", choices=GENERATION_LOOPS)
     lora_r: int = _f(16, min=1)
     lora_alpha: int = _f(32, min=1)
     lora_dropout: float = _f(0.05, min=0.0, max=1.0)
@@ -496,10 +495,8 @@ def _cross_checks(r: Recipe, where: str) -> None:
     _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")
     _check_names(r.eval.sets, BUILTIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
     if r.eval.attack_templates is not None:
-        from .data_sources.attacks import TEMPLATES  # standard library only, imports nothing of the kit but errors
-
-        _check_names(r.eval.attack_templates, tuple(TEMPLATES), "eval.attack_templates", "template", where,
-                     "see saro_lite/attacks.py")
+        _check_names(r.eval.attack_templates, ATTACK_TEMPLATES, "eval.attack_templates", "template", where,
+                     "see saro_lite/data_sources/attacks.py")
     known_losses = trl_dpo_loss_types()
     for lt in r.srpo.loss_type:
         if lt not in known_losses:
@@ -528,9 +525,13 @@ def _cross_checks(r: Recipe, where: str) -> None:
         if not r.eval.judge_api.get("base_url") or not r.eval.judge_api.get("model"):
             raise UserError(f"{where}: eval.judge_api: needs base_url and model with eval.judge api "
                             f"(e.g. {{base_url: http://localhost:8000/v1, model: judge, api_key_env: JUDGE_KEY}})")
-        from .judges.safety import judge_api_settings
-
-        judge_api_settings(r.eval.judge_api)  # unknown keys are an error here, before any model loads
+        # the API judge's client settings are the teacher's (teacher.client.TeacherSettings: the `teacher`
+        # section's keys plus extra_body); a typo is an error here, before any model loads
+        known = {f.name for f in dataclasses.fields(Teacher)} | {"extra_body"}
+        unknown = sorted(set(r.eval.judge_api) - known)
+        if unknown:
+            raise UserError(f"{where}: eval.judge_api: unknown key(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(known - {'backend'}))})")
     _check_names(r.eval.embedding_arms, ARMS, "eval.embedding_arms", "arm", where)
     for i, a in enumerate(r.eval.extra_arms):
         if not isinstance(a, dict) or not a.get("name") or not a.get("model"):

@@ -1,13 +1,15 @@
 """Stage `report`: report.json, report.md (readable on GitHub) and a rich table in the terminal.
 
-    python -m saro_lite.report --recipe recipes/tiny-cpu.yaml
+    python run_all.py --stages report --recipe recipes/tiny-cpu.yaml
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .eval import all_arms, arm_metrics, eval_set_names
+from .analysis.scoring import arm_metrics
+from .data_sources.eval_sets import eval_set_names
+from .modeling.arms import all_arms
 from .fileio import atomic_write_text, read_jsonl, write_json
 from .judges.safety import JUDGE_DESCRIPTIONS, attack_success_rate
 
@@ -373,12 +375,3 @@ def run(ctx) -> None:
     atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
     print_table(report, ctx.console, [x["name"] for x in r.eval.extra_sets])
 
-
-def main(argv=None):
-    from .cli import run_single_stage
-
-    run_single_stage("report", argv)
-
-
-if __name__ == "__main__":
-    main()

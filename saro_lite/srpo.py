@@ -7,7 +7,7 @@ Writes srpo/adapter and srpo/metrics.jsonl: TRL's keys per logged step, plus the
 tracking rows (val/reward_accuracy, val/reward_margin, ...) at step 0, every srpo.track_every steps,
 and after the final update; and figures/reward_tracking.png.
 
-    python -m saro_lite.srpo --recipe recipes/tiny-cpu.yaml
+    python run_all.py --stages srpo --recipe recipes/tiny-cpu.yaml
     python run_all.py --stages srpo --set srpo.beta=0.05 --set srpo.track_every=5
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 
 from .fileio import read_jsonl, write_json
 from .modeling.loading import artifact, load_model, prepare_for_qlora
+from .training.datasets import dpo_dataset
 from .training.tracking import RewardTracker, plot_reward_tracking
 from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
                        start_checkpoint_dir, trainer_args, trim_metrics)
@@ -36,13 +37,6 @@ def reset_policy_to_reference(model) -> None:
             p.data = (src.data.detach().clone() if src is not None and ref_name != name else p.data).to(torch.float32)
 
 
-def dpo_dataset(rows: list[dict]):
-    from datasets import Dataset
-
-    return Dataset.from_list([{"prompt": x["prompt"], "chosen": x["chosen"], "rejected": x["rejected"]}
-                              for x in rows])
-
-
 def run(ctx) -> None:
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
@@ -52,10 +46,8 @@ def run(ctx) -> None:
     train_rows = read_jsonl(ctx.path("data/srpo_train.jsonl"))
     val_rows = read_jsonl(ctx.path("data/srpo_val.jsonl"))
 
-    from .pipeline import Pipeline
-
     ckpt_dir = ctx.path("srpo/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, Pipeline(r, ctx.console, ctx.run_dir).expected_fingerprint("srpo"))
+    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint)
     metrics_path = ctx.path("srpo/metrics.jsonl")
     trim_metrics(metrics_path, checkpoint_step(resume))
     if resume:
@@ -112,12 +104,3 @@ def run(ctx) -> None:
     plot_reward_tracking(read_jsonl(metrics_path), ctx.path("figures/reward_tracking.png"),
                          f"SRPO reward tracking (beta={r.srpo.beta})")
 
-
-def main(argv=None):
-    from .cli import run_single_stage
-
-    run_single_stage("srpo", argv)
-
-
-if __name__ == "__main__":
-    main()

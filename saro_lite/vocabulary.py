@@ -18,6 +18,13 @@ ARM_STAGES = {"rw": "warmup", "saro": "srpo", "safety_sft": "baselines/safety_sf
 ARMS = ("base",) + tuple(ARM_STAGES)
 BASELINE_ARMS = ("safety_sft", "dpo")
 
+# The kit's own jailbreak templates (data_sources/attacks.py defines one per name, in this order).
+ATTACK_TEMPLATES = ("prefix_injection", "refusal_suppression", "distractors", "poem", "roleplay_persona",
+                    "evil_confidant", "hypothetical", "payload_split", "research_pretext", "translation")
+
+# Generation loops (model.generation_loop): the kit's own decode loop or transformers' `generate`.
+GENERATION_LOOPS = ("kit", "transformers")
+
 # What the judges read of a reply: the whole reply (reasoning included) or the final answer only.
 JUDGE_SCOPES = ("full", "answer")
 

@@ -198,7 +198,7 @@ def test_export_labels_what_was_trained(finished, tiny_recipe, tmp_path):
 
 def test_export_names_a_hub_base_by_its_id_and_a_folder_by_its_path(tmp_path):
     from saro_lite.commands.export import base_model, recipe_name
-    from saro_lite.pipeline import Context
+    from saro_lite.context import Context
     from saro_lite.recipe import load_recipe, to_yaml
 
     for given, resolved, want in (("Qwen/Qwen2.5-0.5B-Instruct", None, "`Qwen/Qwen2.5-0.5B-Instruct` (Hugging Face Hub)"),

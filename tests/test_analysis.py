@@ -1,4 +1,4 @@
-"""Analyses (saro_lite/analysis.py): reflection / self-correction on hand-written traces, bootstrap
+"""Analyses (saro_lite/analysis/measures.py): reflection / self-correction on hand-written traces, bootstrap
 intervals, embedding separation and PCA on synthetic data, prompt embeddings on the tiny run, figures."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from saro_lite.analysis.measures import (MARKER_TYPES, bootstrap_ci, pattern_counts, pca_2d, plot_embeddings,
                                 plot_reflection, prompt_embeddings, reflection_metrics, reflection_stats,
                                 separation)
-from saro_lite.eval import has_reflection
+from saro_lite.analysis.scoring import has_reflection
 
 
 # ------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_embeddings_see_the_tokens_generation_feeds_bos_included(default_recipe,
     from saro_lite.eval import save_embeddings
     from saro_lite.modeling.generate import generate
     from saro_lite.modeling.loading import make_renderer, tiny_model_path
-    from saro_lite.pipeline import Context
+    from saro_lite.context import Context
 
     tok = copy.deepcopy(tiny_tok)
     tok.bos_token, tok.add_bos_token = "<|im_start|>", True  # the chat template opens with it

@@ -2,7 +2,7 @@
 import pytest
 
 from saro_lite.errors import UserError
-from saro_lite.pairs import split_val
+from saro_lite.data_sources.holdout import split_val
 from saro_lite.data_sources.records import balanced_limit, load_op, load_pp, load_rit_d, STARTER_DIR
 
 
@@ -56,7 +56,7 @@ def test_starter_pack_loads():
 
 
 def test_shorten_keeps_the_decision_and_first_sentences():
-    from saro_lite.data import shorten
+    from saro_lite.data_sources.records import shorten
 
     row = {"id": "a", "prompt": "p", "kind": "benign", "reasoning": ["s1", "s2", "s3", "s4", "Decision: help."],
            "answer": "First sentence. Second one! Third? Fourth."}
@@ -76,7 +76,8 @@ def test_shorten_is_off_by_default_in_the_recipe():
 
 
 def test_shorten_pairs_cuts_both_sides_like_rw_and_keeps_the_pp_decision_point():
-    from saro_lite.pairs import render_pairs, shorten_pairs
+    from saro_lite.pairs import shorten_pairs
+    from saro_lite.training.datasets import render_pairs
     from saro_lite.recipe import Pairs
 
     assert Pairs().shorten is False
@@ -115,7 +116,7 @@ def test_pair_traces_adds_chosen_sides_of_new_prompts():
 
 def _raw_prompts(rows, op, pp):
     """The prompt text (normalized) of each rendered pair row, looked up by its record id."""
-    from saro_lite.pairs import normalize_prompt
+    from saro_lite.data_sources.holdout import normalize_prompt
 
     text = {f"op:{x['id']}": x["prompt"] for x in op} | {f"pp:{x['id']}": x["prompt"] for x in pp}
     return {normalize_prompt(text[r["id"]]) for r in rows}
@@ -126,7 +127,7 @@ def test_split_val_keeps_all_pairs_of_a_prompt_on_one_side():
     prompt may have a sibling pair in training, and the (type, kind) spread and sizes hold."""
     from collections import Counter
 
-    from saro_lite.pairs import prompt_key
+    from saro_lite.data_sources.holdout import prompt_key
 
     op = balanced_limit(load_op(STARTER_DIR / "op_cot.jsonl"), 80, ["harmful", "jailbreak", "benign", "borderline"], 0)
     pp = [{**x, "type": "pp"} for x in op]  # the same prompts again, as PP-COT pairs
@@ -148,7 +149,7 @@ def test_split_val_keeps_all_pairs_of_a_prompt_on_one_side():
 
 def test_no_validation_prompt_in_srpo_train_on_the_starter_pack(default_recipe, tiny_tok):
     from saro_lite.modeling.loading import make_renderer
-    from saro_lite.pairs import render_pairs
+    from saro_lite.training.datasets import render_pairs
 
     op, pp = load_op(STARTER_DIR / "op_cot.jsonl"), load_pp(STARTER_DIR / "pp_cot.jsonl")
     rows = render_pairs(make_renderer(default_recipe, tiny_tok), op, pp)
@@ -171,7 +172,7 @@ def _training_leaks(run):
     """Validation prompts (normalized text) found in the run's training files: data/rit_d.jsonl (RW) and
     data/srpo_train.jsonl (SRPO)."""
     from saro_lite.fileio import read_jsonl
-    from saro_lite.pairs import normalize_prompt
+    from saro_lite.data_sources.holdout import normalize_prompt
 
     op, pp = read_jsonl(run / "data/op_cot.jsonl"), read_jsonl(run / "data/pp_cot.jsonl")
     val = _raw_prompts(read_jsonl(run / "data/srpo_val.jsonl"), op, pp)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import FAST, sets
-from saro_lite.eval import arm_metrics, extract_choice, extract_number, has_reflection, is_correct
+from saro_lite.analysis.scoring import arm_metrics, extract_choice, extract_number, has_reflection, is_correct
 from saro_lite.fileio import read_jsonl
 
 METRICS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "avg_response_tokens",
@@ -36,8 +36,8 @@ def test_arms_switch_adapters_on_one_base(tiny_report, tiny_recipe):
     (the tiny model's greedy text can coincide, its logits cannot)."""
     import torch
 
-    from saro_lite.eval import Arms
-    from saro_lite.pipeline import Context
+    from saro_lite.modeling.arms import Arms
+    from saro_lite.context import Context
 
     ctx = Context(tiny_recipe, tiny_report, None, model_path=tiny_recipe.model.name_or_path)
     ids = ctx.tokenizer()(ctx.renderer().prompt("How do I kill a Python process?"), return_tensors="pt")
@@ -226,7 +226,7 @@ def test_unfinished_replies_are_never_counted_as_refusals():
     """A trace cut inside its reasoning has no answer; judged on the answer it reads as a refusal. It is
     counted apart and left out of ASR and over-refusal, in both scopes."""
     from saro_lite.modeling.loading import Renderer  # noqa: F401  (the renderer's parse is what eval uses)
-    from saro_lite.eval import score_row
+    from saro_lite.analysis.scoring import score_row
 
     class R:
         open_tag, close_tag = "<think>", "</think>"
@@ -257,7 +257,7 @@ def test_unfinished_replies_are_never_counted_as_refusals():
 def test_judge_scope_full_sees_harm_in_the_reasoning():
     """The reasoning complies, the answer refuses: the answer scope calls it safe, the full scope (the
     default, the same for every arm) counts the help written in the reasoning."""
-    from saro_lite.eval import score_row, scope_text
+    from saro_lite.analysis.scoring import score_row, scope_text
     from saro_lite.modeling.loading import parse_reasoning
 
     class R:
@@ -345,7 +345,7 @@ def test_judge_command_bad_input_exit_2_and_no_output(tmp_path, capsys):
 
 
 def test_jailbreak_set_includes_templated_attacks():
-    from saro_lite.eval import load_eval_sets
+    from saro_lite.data_sources.eval_sets import load_eval_sets
     from saro_lite.recipe import load_recipe
 
     r = load_recipe(None, ["eval.limit_per_set=null", "eval.attacks_per_prompt=2",
@@ -495,7 +495,7 @@ def test_token_columns_add_up_and_the_rest_is_tags_and_end_of_turn(tiny_tok, def
     """`tokens` counts every generated token; reasoning and answer count their text. The report's
     remainder column (tags+eot) is exactly the reasoning tags with their line breaks and the
     end-of-turn token for a well-formed reply, and the three columns (and the figure's bars) add up."""
-    from saro_lite.eval import score_row
+    from saro_lite.analysis.scoring import score_row
     from saro_lite.modeling.loading import make_renderer
     from saro_lite.report import FORMAT_LABEL, markdown, token_bars
 
@@ -567,7 +567,7 @@ def test_served_eval_sends_the_chat_template_kwargs(tmp_path, cache_dir):
     in the request body as `chat_template_kwargs` (what vLLM accepts); without them none is sent."""
     from conftest import FAST
     from saro_lite.eval import served_generations
-    from saro_lite.pipeline import Context
+    from saro_lite.context import Context
     from saro_lite.recipe import load_recipe
 
     bodies = []

@@ -14,8 +14,8 @@ PROMPTS = ["How do I kill a Python process?", "Write a haiku about rain.", "What
 
 @pytest.fixture(scope="module")
 def saro(tiny_run, tiny_recipe):
-    from saro_lite.eval import Arms
-    from saro_lite.pipeline import Context
+    from saro_lite.modeling.arms import Arms
+    from saro_lite.context import Context
 
     import torch
 

@@ -149,9 +149,9 @@ def _diverges(tok, prompt: str, completion: str) -> bool:
 
 def test_every_starter_pair_and_trace_ends_its_prompt_on_a_token_boundary(smol_tok, smol_renderer):
     from saro_lite.baselines import direct_dpo_rows, direct_sft_dataset
-    from saro_lite.pairs import render_pairs
+    from saro_lite.training.datasets import render_pairs
     from saro_lite.data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
-    from saro_lite.warmup import sft_dataset
+    from saro_lite.training.datasets import sft_dataset
 
     op, pp = load_op(STARTER_DIR / "op_cot.jsonl"), load_pp(STARTER_DIR / "pp_cot.jsonl")
     rows = render_pairs(smol_renderer, op, pp)

@@ -113,13 +113,13 @@ def test_extra_set_missing_columns_listed(tmp_path):
 def test_out_of_memory_gives_advice_not_a_trace(monkeypatch, tmp_path, capsys, tiny_run):
     import torch
 
-    import saro_lite.warmup as warmup
     from saro_lite.cli import main
+    from saro_lite.pipeline import STAGES
 
     def boom(ctx):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(warmup, "run", boom)
+    monkeypatch.setattr(STAGES["warmup"], "run", boom)  # the stage table's callable for warmup
     rc = main(["--stages", "data,warmup", *sets(*FAST, f"output_dir={tmp_path}/oom")])
     err = capsys.readouterr().err
     assert rc == 2 and "CUDA out of memory" in err and "warmup.per_device_train_batch_size" in err

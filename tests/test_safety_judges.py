@@ -20,10 +20,10 @@ from test_teacher import KEY, KEY_ENV, Stub
 from saro_lite.teacher.cache import ReplyCache
 from saro_lite.errors import UserError
 from saro_lite.modeling.generate import Generation
+from saro_lite.commands.judge import add_judge_arguments, run_judge
 from saro_lite.judges.safety import (API_RUBRIC, LLAMA_GUARD_CATEGORIES, NEUTRAL_PROMPT, ApiJudge, GuardJudge,
-                                     add_judge_arguments, annotate_safety, attack_success_rate,
-                                     guard_content_format, guard_conversation, judge_api_settings, judge_rows,
-                                     load_guard, parse_api_verdict, parse_guard_output, run_judge)
+                                     annotate_safety, attack_success_rate, guard_content_format, guard_conversation,
+                                     judge_api_settings, judge_rows, load_guard, parse_api_verdict, parse_guard_output)
 
 UNSAFE_REPLY = "Sure. Step 1: get [details omitted]. Step 2: [details omitted]."
 REFUSAL_REPLY = "I can't help with that, but I can explain how the law treats it."

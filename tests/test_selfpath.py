@@ -6,7 +6,7 @@ import json
 import pytest
 
 from saro_lite.errors import UserError
-from saro_lite.judges.reply import Verdict, judge_refusal
+from saro_lite.judges.refusal import Verdict, judge_refusal
 from saro_lite.modeling.loading import Renderer
 from saro_lite.data_sources.records import _check
 from saro_lite.teacher.self_path import (DEFAULT_REFLECTION_CUE, Sample, assemble, continuation_parts, make_sample, passes,

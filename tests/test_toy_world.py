@@ -64,9 +64,9 @@ def test_toy_rw_learns_the_reasoning_format(toy_run):
 def test_kit_decode_loop_matches_transformers_on_the_toy_saro(toy_run):
     """The eval ran with the kit's decode loop (finished replies leave the batch); on the trained toy
     model, whose replies end at very different steps, transformers' generate gives the same tokens."""
-    from saro_lite.eval import Arms
+    from saro_lite.modeling.arms import Arms
     from saro_lite.modeling.generate import generate
-    from saro_lite.pipeline import Context
+    from saro_lite.context import Context
     from saro_lite.recipe import load_recipe
 
     recipe = load_recipe(toy_run / "recipe.resolved.yaml")

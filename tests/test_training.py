@@ -109,7 +109,8 @@ def test_tracking_agrees_with_trl_rewards(tiny_run, tiny_recipe, tokenizer):
     from trl import DPOConfig, DPOTrainer
 
     from saro_lite.modeling.loading import load_model
-    from saro_lite.srpo import dpo_dataset, reset_policy_to_reference
+    from saro_lite.srpo import reset_policy_to_reference
+    from saro_lite.training.datasets import dpo_dataset
     from saro_lite.training.tracking import RewardTracker
 
     val = read_jsonl(tiny_run / "data/srpo_val.jsonl")

@@ -30,27 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from saro_lite.judges.refusal import LABELS, judge_refusal
-
-_ALIASES = {
-    "compliance": "full_compliance", "complied": "full_compliance", "comply": "full_compliance",
-    "refusal": "full_refusal", "refused": "full_refusal", "refuse": "full_refusal",
-    "partial": "partial_refusal",
-}
-
-
-def canonical_label(raw: str) -> str:
-    """Map '1_full_compliance', 'Full Compliance', 'partial' ... to one of LABELS."""
-    text = str(raw).strip().lower().replace(" ", "_").replace("-", "_")
-    if text[:2] in ("1_", "2_", "3_") and text[2:] in LABELS:
-        text = text[2:]
-    text = _ALIASES.get(text, text)
-    if text in ("1", "2", "3"):
-        text = LABELS[int(text) - 1]
-    if text not in LABELS:
-        raise ValueError(f"unknown label: {raw!r}")
-    return text
-
+from saro_lite.judges.refusal import LABELS, canonical_label, judge_refusal  # noqa: F401  (canonical_label: used by the tests)
 
 def xstest_half(row_id: str) -> str:
     """'dev' for an odd XSTest prompt number ('v2-7'), 'heldout' for an even one ('v2-8')."""

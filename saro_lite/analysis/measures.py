@@ -37,7 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..eval import REFLECTION_RE
+# Reflection markers (Figure 5): the reasoning pauses to re-examine itself.
+REFLECTION_RE = re.compile(
+    r"\b(wait|hmm+|hold on|on second thought|let me (?:double[- ])?check|let me reconsider|re-?consider|"
+    r"actually|but then again|however, (?:the|this|that)|looking again|stepping back)\b", re.I)
 
 # ------------------------------------------------------------------------------------------
 # Reflection and self-correction

@@ -19,7 +19,7 @@ def open_run(run: str):
     """The recipe a finished run used, and a stage Context on its folder."""
     from rich.console import Console
 
-    from ..pipeline import Context
+    from ..context import Context
     from ..recipe import load_recipe
 
     run_dir = Path(run)
@@ -31,7 +31,7 @@ def open_run(run: str):
 
 
 def check_arm(ctx, arm: str) -> None:
-    from ..eval import ARM_STAGES
+    from ..vocabulary import ARM_STAGES
     from ..modeling.loading import artifact
 
     if arm == "base":
@@ -65,7 +65,7 @@ def render(console, steps: list[str], answer: str, show_reasoning: bool) -> None
 
 
 def cli(argv: list[str]) -> int:
-    from ..cli import guarded
+    from ..errors import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py chat", description="chat with a trained arm")
     p.add_argument("--run", required=True, help="a run folder, e.g. runs/tiny-cpu")
@@ -77,7 +77,7 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     def run(a, console):
-        from ..eval import Arms
+        from ..modeling.arms import Arms
         from ..pipeline import quiet_libraries
 
         ctx = open_run(a.run)

@@ -134,7 +134,7 @@ def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:
 
 
 def cli(argv: list[str]) -> int:
-    from ..cli import guarded
+    from ..errors import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py compare", description="compare finished runs")
     p.add_argument("runs", nargs="+", help="run folders")

@@ -94,7 +94,7 @@ def model_card(ctx, arm: str, merged_dtype: str | None = None) -> str:
 
 def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
     from .chat import check_arm
-    from ..eval import ARM_STAGES
+    from ..vocabulary import ARM_STAGES
     from ..fileio import atomic_write_text, set_open_permissions
     from ..modeling.loading import artifact
 
@@ -152,7 +152,7 @@ def merge_adapter(ctx, adapter_dir: Path, out: Path) -> str:
 
 
 def cli(argv: list[str]) -> int:
-    from ..cli import guarded
+    from ..errors import guarded
 
     p = argparse.ArgumentParser(prog="run_all.py export", description="export a trained arm")
     p.add_argument("--run", required=True)

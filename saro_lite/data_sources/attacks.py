@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
+from ..vocabulary import ATTACK_TEMPLATES
 
 # The families the authors' harness uses; the kit must cover each of them.
 REQUIRED_FAMILIES = ("prefix_injection", "refusal_suppression", "distractors", "format_constraint",
@@ -189,7 +190,7 @@ _ALL = [
 ]
 
 TEMPLATES: dict[str, Template] = {t.name: t for t in _ALL}
-assert len(TEMPLATES) == len(_ALL), "template names must be unique"
+assert tuple(TEMPLATES) == ATTACK_TEMPLATES, "one template per vocabulary.ATTACK_TEMPLATES name, in its order"
 
 
 # One name per attack family: the kit's template families and the starter pack's hand-written `wrapper`

@@ -8,10 +8,10 @@ and how a row becomes a kit record (DEVELOPERS.md, "Record formats"):
 - RIT-D records   prompt fields + reasoning [steps] + answer      STAR-1, STAIR-SFT (warmup data)
 - general records prompt fields + answer (kind "general")         GSM8K, MMLU
 
-    python -m saro_lite.sources                                  # list the sources
-    python -m saro_lite.sources star1 --path STAR-1.json --limit 3
-    python -m saro_lite.sources xstest --output xstest.jsonl     # from the Hub (needs network)
-    python -m saro_lite.sources file --path my.csv --prompt-field text --kind benign
+    python -m saro_lite.data_sources.datasets                                  # list the sources
+    python -m saro_lite.data_sources.datasets star1 --path STAR-1.json --limit 3
+    python -m saro_lite.data_sources.datasets xstest --output xstest.jsonl     # from the Hub (needs network)
+    python -m saro_lite.data_sources.datasets file --path my.csv --prompt-field text --kind benign
 
 `path` may be a local CSV/TSV/JSON/JSONL/parquet file, a folder holding the data files (for example
 one made by `hf download --repo-type dataset ID --local-dir DIR`; the file whose name matches the
@@ -587,9 +587,9 @@ def load_source(name: str, path: str | os.PathLike | None = None, split: str | N
 # Command line: list sources, preview or export one
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import guarded
+    from ..errors import guarded
 
-    p = argparse.ArgumentParser(prog="python -m saro_lite.sources", description="load a public dataset as kit records")
+    p = argparse.ArgumentParser(prog="python -m saro_lite.data_sources.datasets", description="load a public dataset as kit records")
     p.add_argument("name", nargs="?", help=f"one of: {', '.join(SOURCES)} (omit to list them)")
     p.add_argument("--path", default=None, help="local file or folder, or another hub id (default: the source's hub id)")
     p.add_argument("--split", default=None)

@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import read_jsonl
-from ..recipe import KINDS
+from ..vocabulary import KINDS
 
 PROMPT_FIELDS = ("id", "prompt", "kind", "category", "source")
 STARTER_DIR = Path(__file__).resolve().parent.parent / "starter"
@@ -93,3 +94,25 @@ def balanced_limit(rows: list[dict], limit: int | None, kinds, seed: int) -> lis
         for r in rng.sample(by_kind[k], quota[k]):
             keep.add(id(r))
     return [r for r in rows if id(r) in keep]
+
+
+def teacher_prompts(r) -> list[dict]:
+    if r.data.prompts_path:
+        rows = read_jsonl(r.data.prompts_path, required=("id", "prompt", "kind"))
+        return [prompt_record(x) for x in rows]
+    return [prompt_record(x) for x in load_rit_d(STARTER_DIR / "rit_d.jsonl")]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def shorten(row: dict, max_steps: int | None = None, max_sentences: int | None = None) -> dict:
+    """A shorter RIT-D trace (data.max_reasoning_steps / data.max_answer_sentences; None = as is):
+    the first max_steps - 1 reasoning steps plus the last one (the decision), and the answer's first
+    max_sentences sentences. The trace still ends with its verdict and the answer."""
+    steps, answer = list(row["reasoning"]), row["answer"].strip()
+    if max_steps and len(steps) > max_steps:
+        steps = steps[:max_steps - 1] + steps[-1:]
+    if max_sentences:
+        answer = " ".join(_SENTENCE_END.split(answer)[:max_sentences])
+    return {**row, "reasoning": steps, "answer": answer}

@@ -4,8 +4,8 @@ The pack is the kit's "small data cache": hand-written RIT-D traces, OP-COT and 
 held-out eval prompt sets, so a user can run the whole method without a teacher model.
 `MANIFEST.json` records counts and the sha256 of each file; a test checks it.
 
-    python -m saro_lite.starter_pack            # verify the manifest
-    python -m saro_lite.starter_pack --write    # (maintainers) merge parts/ and rewrite the manifest
+    python -m saro_lite.data_sources.starter_pack            # verify the manifest
+    python -m saro_lite.data_sources.starter_pack --write    # (maintainers) merge parts/ and rewrite the manifest
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def verify(directory: Path = STARTER_DIR) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m saro_lite.starter_pack")
+    p = argparse.ArgumentParser(prog="python -m saro_lite.data_sources.starter_pack")
     p.add_argument("--write", action="store_true", help="merge parts/ (if any) and rewrite MANIFEST.json")
     args = p.parse_args(argv)
     if args.write:

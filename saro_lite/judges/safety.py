@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UserError
-from .refusal import LABELS, judge_refusal, strip_reasoning
+from .refusal import LABELS, canonical_label, judge_refusal, strip_reasoning
 from ..teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
 
 JUDGE_NAMES = ("refusal", "guard", "api")
@@ -280,8 +280,6 @@ def api_messages(prompt: str | None, response: str) -> list[dict]:
 
 
 def _label(value: Any) -> str:
-    from tools.judge_eval import canonical_label
-
     if not isinstance(value, str):
         raise ValueError(f"'refusal' is not a string: {value!r}")
     try:
@@ -604,41 +602,3 @@ def summary(rows: list[dict], judge_name: str) -> str:
         if errors:
             parts.append(f"{errors} judge error(s) (unsafe left empty, see judge_error)")
     return f"judged {len(rows)} rows with '{judge_name}': " + ", ".join(parts)
-
-
-def add_judge_arguments(p) -> None:
-    """The judge options of `run_all.py judge` (argparse parser)."""
-    p.add_argument("--judge", default="refusal", choices=JUDGE_NAMES,
-                   help="; ".join(f"{k}: {v}" for k, v in JUDGE_DESCRIPTIONS.items()))
-    p.add_argument("--guard-model", default=DEFAULT_GUARD_MODEL,
-                   help="guard: hub id or local folder of a Llama-Guard-style model (4-bit on CUDA)")
-    p.add_argument("--guard-batch-size", type=int, default=8, help="guard: responses per generation batch")
-    p.add_argument("--api-base-url", default=None,
-                   help="api: OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
-    p.add_argument("--api-model", default=None, help="api: the served judge model name")
-    p.add_argument("--api-key-env", default=None,
-                   help="api: NAME of the environment variable holding the key (the key itself is never passed)")
-
-
-def api_settings_from_args(args) -> TeacherSettings | None:
-    if args.judge != "api":
-        return None
-    return judge_api_settings(base_url=args.api_base_url, model=args.api_model, api_key_env=args.api_key_env)
-
-
-def run_judge(args, console) -> int:
-    """The body of `run_all.py judge` (judges.cli wraps it in cli.guarded: UserError -> exit 2)."""
-    from ..fileio import write_jsonl
-    from .reply import read_table
-
-    if args.judge == "guard" and getattr(args, "guard_batch_size", 8) < 1:
-        raise UserError("--guard-batch-size: must be at least 1")
-    path = Path(args.input)
-    rows = read_table(path)
-    settings = api_settings_from_args(args)  # settings errors before any model is loaded
-    out = judge_rows(rows, args.response_field, args.prompt_field, args.judge, source=str(path),
-                     guard_model=args.guard_model, batch_size=getattr(args, "guard_batch_size", 8),
-                     api_settings=settings, console=console)
-    write_jsonl(args.output, out)  # written only when every row was judged
-    console.print(f"{summary(out, args.judge)} -> {args.output}", soft_wrap=True)
-    return 0

@@ -18,8 +18,9 @@ may take other kernels than a full one, so near-tied greedy choices can differ t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ..vocabulary import GENERATION_LOOPS
 
-LOOPS = ("kit", "transformers")
+LOOPS = GENERATION_LOOPS
 TOP_P = 0.95
 
 

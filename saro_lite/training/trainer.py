@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
-from ..fileio import append_jsonl, read_jsonl, write_jsonl, atomic_write_text
-from ..modeling.loading import device_and_dtypes
+from ..fileio import append_jsonl, atomic_write_text, read_jsonl, write_json, write_jsonl
+from ..modeling.loading import (artifact, cast_trainable_to_fp32, device_and_dtypes, load_model, lora_config,
+                               prepare_for_qlora)
 from ..recipe import Recipe, Train
 
 # Recipe fields handed to TRL's configs as they are (the kit's own fields are not TRL's).
@@ -183,3 +185,44 @@ def cuda_memory() -> dict:
         return {}
     return {"cuda_max_memory_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
             "cuda_max_memory_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+
+
+def train_sft(ctx, dataset, stage_dir: str, fingerprint: str, label: str) -> dict:
+    """QLoRA (or full) SFT on prompt/completion strings, with checkpoint resume, the metrics log and a
+    progress bar; saves the adapter (or model) to <stage_dir>/adapter (or /model). Used by the RW
+    warmup and by the safety-SFT baseline."""
+    from trl import SFTConfig, SFTTrainer
+
+    r = ctx.recipe
+    tok = ctx.tokenizer()
+    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
+    resume = start_checkpoint_dir(ckpt_dir, fingerprint)
+    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
+    trim_metrics(metrics_path, checkpoint_step(resume))
+    if resume:
+        ctx.console.print(f"resuming {label} from {resume}")
+
+    model = load_model(r, ctx.model_path, for_training=True)
+    peft_config = None
+    if r.model.finetune == "lora":
+        peft_config = lora_config(r)
+        if getattr(model, "is_loaded_in_4bit", False):
+            prepare_for_qlora(model, r.warmup.gradient_checkpointing)
+    args = SFTConfig(**trainer_args(r, r.warmup, ckpt_dir), completion_only_loss=True, eos_token=tok.eos_token,
+                     dataset_num_proc=None)
+    logger = make_metrics_logger(metrics_path, ctx.console, label)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                         peft_config=peft_config, callbacks=[logger])
+    quiet_trainer(trainer, make_progress(ctx.console, label))
+    cast_trainable_to_fp32(trainer.model)
+    trainer.train(resume_from_checkpoint=resume)
+
+    out = ctx.path(artifact(r, stage_dir))
+    shutil.rmtree(out, ignore_errors=True)
+    trainer.save_model(str(out))
+    summary = {**logger.summary, **cuda_memory(), "records": len(dataset)}
+    write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
+    if logger.rows:
+        ctx.console.print(f"{label}: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
+                          f"over {logger.rows[-1]['step']} steps")
+    return summary
