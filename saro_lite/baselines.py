@@ -12,14 +12,11 @@ baselines/<arm>/adapter (or /model) and baselines/<arm>/metrics.jsonl.
 """
 from __future__ import annotations
 
-import shutil
-
 from .data_sources.records import STARTER_DIR, load_op
-from .fileio import read_jsonl, write_json
-from .modeling.loading import artifact, cast_trainable_to_fp32, load_model, lora_config, prepare_for_qlora
+from .fileio import read_jsonl
+from .modeling.loading import cast_trainable_to_fp32, load_model
 from .training.datasets import dpo_dataset, pair_row, prompt_completion_dataset
-from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
-                               start_checkpoint_dir, train_sft, trainer_args, trim_metrics)
+from .training.trainer import dpo_config, load_base_for_training, train, train_sft
 from .vocabulary import BASELINE_ARMS
 
 
@@ -38,37 +35,27 @@ def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
                      x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op]
 
 
-def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str, fingerprint: str) -> dict:
-    from trl import DPOConfig, DPOTrainer
-
+def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str) -> dict:
+    """Plain DPO from the base: a fresh adapter whose reference is the base with adapters disabled (full
+    fine-tuning: a second, frozen copy of the base)."""
     r = ctx.recipe
-    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, fingerprint)
-    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
-    trim_metrics(metrics_path, checkpoint_step(resume))
-    model = load_model(r, ctx.model_path, for_training=True)
-    ref_model, peft_config = None, None
-    if r.model.finetune == "lora":
-        peft_config = lora_config(r)  # a fresh adapter; TRL's reference = adapters disabled = the base
-        if getattr(model, "is_loaded_in_4bit", False):
-            prepare_for_qlora(model, r.srpo.gradient_checkpointing)
-    else:
-        ref_model = load_model(r, ctx.model_path, for_training=True).eval()
-        ref_model.requires_grad_(False)
-    args = DPOConfig(**trainer_args(r, r.srpo, ckpt_dir), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),
-                     truncation_mode="keep_start", dataset_num_proc=None)
-    logger = make_metrics_logger(metrics_path, ctx.console, "dpo baseline")
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=dpo_dataset(rows),
-                         processing_class=ctx.tokenizer(), peft_config=peft_config, callbacks=[logger])
-    cast_trainable_to_fp32(trainer.model)
-    quiet_trainer(trainer, make_progress(ctx.console, "baseline dpo"))
-    trainer.train(resume_from_checkpoint=resume)
-    out = ctx.path(artifact(r, stage_dir))
-    shutil.rmtree(out, ignore_errors=True)
-    trainer.save_model(str(out))
-    summary = {**logger.summary, **cuda_memory(), "pairs": len(rows)}
-    write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
-    return summary
+
+    def make_trainer(ckpt_dir, metrics_path, logger, resume):
+        from trl import DPOTrainer
+
+        model, peft_config = load_base_for_training(ctx, r.srpo)
+        ref_model = None
+        if peft_config is None:
+            ref_model = load_model(r, ctx.model_path, for_training=True).eval()
+            ref_model.requires_grad_(False)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=dpo_config(r, ckpt_dir),
+                             train_dataset=dpo_dataset(rows), processing_class=ctx.tokenizer(),
+                             peft_config=peft_config, callbacks=[logger])
+        cast_trainable_to_fp32(trainer.model)
+        return trainer
+
+    return train(ctx, stage_dir, "dpo baseline", make_trainer, progress="baseline dpo",
+                 summary_extra=lambda t: {"pairs": len(rows)})
 
 
 def run(ctx) -> None:
@@ -77,12 +64,11 @@ def run(ctx) -> None:
     if not arms:
         ctx.console.print("no baseline arms requested (add safety_sft and/or dpo to eval.arms)")
         return
-    fp = ctx.fingerprint
     renderer = ctx.renderer()
     if "safety_sft" in arms:
         rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
-        train_sft(ctx, direct_sft_dataset(renderer, rows), "baselines/safety_sft", fp, "baseline safety_sft")
+        train_sft(ctx, direct_sft_dataset(renderer, rows), "baselines/safety_sft", "baseline safety_sft")
     if "dpo" in arms:
         op = read_jsonl(ctx.path("data/op_cot.jsonl"), allow_empty=True) or load_op(STARTER_DIR / "op_cot.jsonl")
-        train_dpo_from_base(ctx, direct_dpo_rows(renderer, op), "baselines/dpo", fp)
+        train_dpo_from_base(ctx, direct_dpo_rows(renderer, op), "baselines/dpo")
 

@@ -12,14 +12,11 @@ and after the final update; and figures/reward_tracking.png.
 """
 from __future__ import annotations
 
-import shutil
-
-from .fileio import read_jsonl, write_json
+from .fileio import read_jsonl
 from .modeling.loading import artifact, load_model, prepare_for_qlora
 from .training.datasets import dpo_dataset
 from .training.tracking import RewardTracker, plot_reward_tracking
-from .training.trainer import (checkpoint_step, cuda_memory, make_metrics_logger, make_progress, quiet_trainer,
-                       start_checkpoint_dir, trainer_args, trim_metrics)
+from .training.trainer import dpo_config, train
 
 
 def reset_policy_to_reference(model) -> None:
@@ -38,69 +35,63 @@ def reset_policy_to_reference(model) -> None:
 
 
 def run(ctx) -> None:
-    from peft import PeftModel
-    from trl import DPOConfig, DPOTrainer
-
     r = ctx.recipe
     tok = ctx.tokenizer()
     train_rows = read_jsonl(ctx.path("data/srpo_train.jsonl"))
     val_rows = read_jsonl(ctx.path("data/srpo_val.jsonl"))
-
-    ckpt_dir = ctx.path("srpo/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint)
-    metrics_path = ctx.path("srpo/metrics.jsonl")
-    trim_metrics(metrics_path, checkpoint_step(resume))
-    if resume:
-        ctx.console.print(f"resuming srpo from {resume}")
-
     rw_dir = str(ctx.path(artifact(r, "warmup")))
-    ref_model = None
-    if r.model.finetune == "lora":
-        base = load_model(r, ctx.model_path, for_training=True)
-        if getattr(base, "is_loaded_in_4bit", False):
-            prepare_for_qlora(base, r.srpo.gradient_checkpointing)
-        policy = PeftModel.from_pretrained(base, rw_dir, is_trainable=True)
-    else:  # full fine-tuning: the reference is a second, frozen copy of the RW model
-        policy = load_model(r, rw_dir, for_training=True)  # fp32 weights under mixed precision
-        ref_model = load_model(r, rw_dir, for_training=True).eval()
-        ref_model.requires_grad_(False)
+    state: dict = {}  # the reference model and the tracker, for saving and the summary
 
-    args = DPOConfig(**trainer_args(r, r.srpo, ckpt_dir), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),
-                     precompute_ref_log_probs=r.srpo.precompute_ref_log_probs, truncation_mode="keep_start",
-                     dataset_num_proc=None)
-    logger = make_metrics_logger(metrics_path, ctx.console, "srpo")
-    callbacks = [logger]
-    tracker = None
-    if r.srpo.track_every > 0:
-        tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console,
-                                ref_model=ref_model)
-        callbacks.append(tracker.callback(r.srpo.track_every, resumed=resume is not None))
-    trainer = DPOTrainer(model=policy, ref_model=ref_model, args=args, train_dataset=dpo_dataset(train_rows),
-                         processing_class=tok, callbacks=callbacks)
-    if ref_model is None:
-        reset_policy_to_reference(trainer.model)
-    quiet_trainer(trainer, make_progress(ctx.console, "srpo (DPO)"))
-    trainer.train(resume_from_checkpoint=resume)
+    def make_trainer(ckpt_dir, metrics_path, logger, resume):
+        from peft import PeftModel
+        from trl import DPOTrainer
 
-    out = ctx.path(artifact(r, "srpo"))
-    shutil.rmtree(out, ignore_errors=True)
-    if ref_model is None:
-        trainer.model.save_pretrained(str(out), selected_adapters=["default"])
-    else:
-        trainer.model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    summary = {**logger.summary, **cuda_memory(), "train_pairs": len(train_rows), "val_pairs": len(val_rows)}
-    if tracker:
-        final = tracker.score(trainer.model, trainer.state.global_step)  # exactly the weights just saved
-        summary.update({"val_reward_accuracy": final["val/reward_accuracy"],
-                        "val_reward_margin": final["val/reward_margin"],
-                        "val_reward_margin_per_token": final["val/reward_margin_per_token"],
-                        "val_reward_accuracy_per_token": final["val/reward_accuracy_per_token"]})
-        ctx.console.print(f"srpo: held-out reward accuracy {tracker.rows[0]['val/reward_accuracy']:.2f} -> "
-                          f"{final['val/reward_accuracy']:.2f}, margin {tracker.rows[0]['val/reward_margin']:.3f} "
-                          f"-> {final['val/reward_margin']:.3f}, per token {final['val/reward_margin_per_token']:.4f}"
-                          f" (accuracy per token {final['val/reward_accuracy_per_token']:.2f}; {len(val_rows)} pairs)")
-    write_json(ctx.path("srpo/summary.json"), summary)
-    plot_reward_tracking(read_jsonl(metrics_path), ctx.path("figures/reward_tracking.png"),
+        ref_model = None
+        if r.model.finetune == "lora":
+            base = load_model(r, ctx.model_path, for_training=True)
+            if getattr(base, "is_loaded_in_4bit", False):
+                prepare_for_qlora(base, r.srpo.gradient_checkpointing)
+            policy = PeftModel.from_pretrained(base, rw_dir, is_trainable=True)
+        else:  # full fine-tuning: the reference is a second, frozen copy of the RW model
+            policy = load_model(r, rw_dir, for_training=True)  # fp32 weights under mixed precision
+            ref_model = load_model(r, rw_dir, for_training=True).eval()
+            ref_model.requires_grad_(False)
+        callbacks = [logger]
+        tracker = None
+        if r.srpo.track_every > 0:
+            tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console,
+                                    ref_model=ref_model)
+            callbacks.append(tracker.callback(r.srpo.track_every, resumed=resume is not None))
+        trainer = DPOTrainer(model=policy, ref_model=ref_model, args=dpo_config(r, ckpt_dir),
+                             train_dataset=dpo_dataset(train_rows), processing_class=tok, callbacks=callbacks)
+        if ref_model is None:
+            reset_policy_to_reference(trainer.model)
+        state.update(ref_model=ref_model, tracker=tracker, metrics_path=metrics_path)
+        return trainer
+
+    def save(trainer, out) -> None:
+        if state["ref_model"] is None:
+            trainer.model.save_pretrained(str(out), selected_adapters=["default"])
+        else:
+            trainer.model.save_pretrained(str(out))
+        tok.save_pretrained(str(out))
+
+    def summary_extra(trainer) -> dict:
+        extra = {"train_pairs": len(train_rows), "val_pairs": len(val_rows)}
+        tracker = state["tracker"]
+        if tracker:
+            final = tracker.score(trainer.model, trainer.state.global_step)  # exactly the weights just saved
+            extra.update({"val_reward_accuracy": final["val/reward_accuracy"],
+                          "val_reward_margin": final["val/reward_margin"],
+                          "val_reward_margin_per_token": final["val/reward_margin_per_token"],
+                          "val_reward_accuracy_per_token": final["val/reward_accuracy_per_token"]})
+            ctx.console.print(f"srpo: held-out reward accuracy {tracker.rows[0]['val/reward_accuracy']:.2f} -> "
+                              f"{final['val/reward_accuracy']:.2f}, margin {tracker.rows[0]['val/reward_margin']:.3f}"
+                              f" -> {final['val/reward_margin']:.3f}, per token "
+                              f"{final['val/reward_margin_per_token']:.4f} (accuracy per token "
+                              f"{final['val/reward_accuracy_per_token']:.2f}; {len(val_rows)} pairs)")
+        return extra
+
+    train(ctx, "srpo", "srpo", make_trainer, progress="srpo (DPO)", save=save, summary_extra=summary_extra)
+    plot_reward_tracking(read_jsonl(state["metrics_path"]), ctx.path("figures/reward_tracking.png"),
                          f"SRPO reward tracking (beta={r.srpo.beta})")
-

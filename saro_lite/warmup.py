@@ -37,5 +37,5 @@ def run(ctx) -> None:
     rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
     dataset = sft_dataset(ctx.renderer(), rows)
     check_lengths(ctx.tokenizer(), dataset, r.warmup.max_length, ctx.console)
-    train_sft(ctx, dataset, "warmup", ctx.fingerprint, "warmup (RW)")
+    train_sft(ctx, dataset, "warmup", "warmup (RW)")
 

@@ -77,24 +77,20 @@ def test_recipe_header_names_the_command_and_vram(path):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_sections_build_real_trl_configs(path, tmp_path):
-    """Catches API drift: the same calls as warmup.py / srpo.py, on the installed TRL."""
-    from trl import DPOConfig, SFTConfig
-
-    from saro_lite.training.trainer import trainer_args
+    """Catches API drift: the configs the training stages build (training/trainer.py's sft_config and
+    dpo_config, the same functions), on the installed TRL."""
+    from saro_lite.training.trainer import dpo_config, sft_config
 
     r = load_recipe(path)
     fam = family_of(r)
     eot = FAMILIES[fam]["expected_end_of_turn"] if fam else "<|im_end|>"
-    sft = SFTConfig(**trainer_args(r, r.warmup, tmp_path / "warmup"), completion_only_loss=True, eos_token=eot,
-                    dataset_num_proc=None)
+    sft = sft_config(r, tmp_path / "warmup", eot)
     assert sft.learning_rate == pytest.approx(r.warmup.learning_rate)
     assert sft.max_length == r.warmup.max_length and sft.completion_only_loss is True
     assert sft.gradient_checkpointing == r.warmup.gradient_checkpointing
     assert sft.per_device_train_batch_size * sft.gradient_accumulation_steps == (
         r.warmup.per_device_train_batch_size * r.warmup.gradient_accumulation_steps)
-    dpo = DPOConfig(**trainer_args(r, r.srpo, tmp_path / "srpo"), beta=r.srpo.beta, loss_type=list(r.srpo.loss_type),
-                    precompute_ref_log_probs=r.srpo.precompute_ref_log_probs, truncation_mode="keep_start",
-                    dataset_num_proc=None)
+    dpo = dpo_config(r, tmp_path / "srpo")
     assert dpo.beta == pytest.approx(r.srpo.beta) and list(dpo.loss_type) == list(r.srpo.loss_type)
     assert dpo.max_length == r.srpo.max_length and dpo.learning_rate == pytest.approx(r.srpo.learning_rate)
     assert dpo.precompute_ref_log_probs is r.srpo.precompute_ref_log_probs

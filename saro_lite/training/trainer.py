@@ -1,6 +1,13 @@
-"""What warmup (SFT) and srpo (DPO) share: trainer arguments from the recipe, the metrics log, a rich
-progress bar in place of transformers' raw per-step printing, checkpoint resume, and warnings on
-degenerate training."""
+"""The one trainer skeleton of every training stage (warmup, srpo, baselines' safety_sft and dpo):
+
+    checkpoint dir -> metrics log -> load the model -> TRL config -> trainer -> train -> save -> summary
+
+`train()` runs it; each stage passes only what differs (the model it starts from, its dataset, its extra
+callbacks and how it saves). The TRL configs are built here and only here (`sft_config`, `dpo_config`;
+the recipe test builds them through the same functions): recipe.Warmup's fields reach SFTConfig, and
+recipe.Srpo's (e.g. `srpo.beta`) reach DPOConfig, by name. Also here: the metrics log, a rich progress bar
+in place of transformers' raw per-step printing, checkpoint resume under the stage's fingerprint, and
+warnings on degenerate training."""
 from __future__ import annotations
 
 import math
@@ -187,42 +194,78 @@ def cuda_memory() -> dict:
             "cuda_max_memory_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
 
 
-def train_sft(ctx, dataset, stage_dir: str, fingerprint: str, label: str) -> dict:
-    """QLoRA (or full) SFT on prompt/completion strings, with checkpoint resume, the metrics log and a
-    progress bar; saves the adapter (or model) to <stage_dir>/adapter (or /model). Used by the RW
-    warmup and by the safety-SFT baseline."""
-    from trl import SFTConfig, SFTTrainer
+def sft_config(recipe: Recipe, out_dir: Path, eos_token: str):
+    """TRL's SFTConfig from recipe.warmup: loss on the completion only, the template's end-of-turn as EOS."""
+    from trl import SFTConfig
 
+    return SFTConfig(**trainer_args(recipe, recipe.warmup, out_dir), completion_only_loss=True, eos_token=eos_token,
+                     dataset_num_proc=None)
+
+
+def dpo_config(recipe: Recipe, out_dir: Path):
+    """TRL's DPOConfig from recipe.srpo (beta, loss_type, precompute_ref_log_probs); long pairs keep their
+    start (the prompt) and lose their end."""
+    from trl import DPOConfig
+
+    return DPOConfig(**trainer_args(recipe, recipe.srpo, out_dir), beta=recipe.srpo.beta,
+                     loss_type=list(recipe.srpo.loss_type),
+                     precompute_ref_log_probs=recipe.srpo.precompute_ref_log_probs, truncation_mode="keep_start",
+                     dataset_num_proc=None)
+
+
+def load_base_for_training(ctx, cfg: Train):
+    """The base model to train and, for LoRA, a fresh adapter's config (4-bit bases prepared for QLoRA)."""
     r = ctx.recipe
-    tok = ctx.tokenizer()
-    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, fingerprint)
-    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
-    trim_metrics(metrics_path, checkpoint_step(resume))
-    if resume:
-        ctx.console.print(f"resuming {label} from {resume}")
-
     model = load_model(r, ctx.model_path, for_training=True)
     peft_config = None
     if r.model.finetune == "lora":
         peft_config = lora_config(r)
         if getattr(model, "is_loaded_in_4bit", False):
-            prepare_for_qlora(model, r.warmup.gradient_checkpointing)
-    args = SFTConfig(**trainer_args(r, r.warmup, ckpt_dir), completion_only_loss=True, eos_token=tok.eos_token,
-                     dataset_num_proc=None)
-    logger = make_metrics_logger(metrics_path, ctx.console, label)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                         peft_config=peft_config, callbacks=[logger])
-    quiet_trainer(trainer, make_progress(ctx.console, label))
-    cast_trainable_to_fp32(trainer.model)
+            prepare_for_qlora(model, cfg.gradient_checkpointing)
+    return model, peft_config
+
+
+def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None = None, save=None,
+          summary_extra=None, report_loss: bool = False) -> dict:
+    """The skeleton. make_trainer(ckpt_dir, metrics_path, logger, resume) loads the model, builds the config
+    and returns the TRL trainer (with `logger` among its callbacks); save(trainer, out_dir) replaces
+    trainer.save_model; summary_extra(trainer) adds fields to the summary (after saving). `name` labels the
+    metrics warnings and the resume line, `progress` the progress bar. Writes <stage_dir>/metrics.jsonl, the
+    adapter (or model) and <stage_dir>/summary.json; returns the summary."""
+    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
+    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint)
+    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
+    trim_metrics(metrics_path, checkpoint_step(resume))
+    if resume:
+        ctx.console.print(f"resuming {name} from {resume}")
+    logger = make_metrics_logger(metrics_path, ctx.console, name)
+    trainer = make_trainer(ckpt_dir, metrics_path, logger, resume)
+    quiet_trainer(trainer, make_progress(ctx.console, progress or name))
     trainer.train(resume_from_checkpoint=resume)
 
-    out = ctx.path(artifact(r, stage_dir))
+    out = ctx.path(artifact(ctx.recipe, stage_dir))
     shutil.rmtree(out, ignore_errors=True)
-    trainer.save_model(str(out))
-    summary = {**logger.summary, **cuda_memory(), "records": len(dataset)}
+    (save or (lambda t, o: t.save_model(str(o))))(trainer, out)
+    summary = {**logger.summary, **cuda_memory(), **(summary_extra(trainer) if summary_extra else {})}
     write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
-    if logger.rows:
-        ctx.console.print(f"{label}: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
+    if report_loss and logger.rows:
+        ctx.console.print(f"{name}: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
                           f"over {logger.rows[-1]['step']} steps")
     return summary
+
+
+def train_sft(ctx, dataset, stage_dir: str, label: str) -> dict:
+    """SFT on prompt/completion strings from the base (a fresh adapter, or all weights with
+    model.finetune: full): the RW warmup and the safety-SFT baseline."""
+    def make_trainer(ckpt_dir, metrics_path, logger, resume):
+        from trl import SFTTrainer
+
+        model, peft_config = load_base_for_training(ctx, ctx.recipe.warmup)
+        tok = ctx.tokenizer()
+        trainer = SFTTrainer(model=model, args=sft_config(ctx.recipe, ckpt_dir, tok.eos_token), train_dataset=dataset,
+                             processing_class=tok, peft_config=peft_config, callbacks=[logger])
+        cast_trainable_to_fp32(trainer.model)
+        return trainer
+
+    return train(ctx, stage_dir, label, make_trainer, summary_extra=lambda t: {"records": len(dataset)},
+                 report_loss=True)
