@@ -51,7 +51,7 @@ def list_recipes_table(console) -> None:
 
 
 def print_memory_estimate(recipe, console) -> None:
-    """--dry-run: the estimated peak GPU memory per stage (saro_lite.memory; no model is loaded).
+    """--dry-run: the estimated peak GPU memory per stage (modeling/memory.py; no model is loaded).
     Skipped for the tiny model, and said so when the recipe lacks model.arch numbers."""
     from .modeling import memory
 

@@ -1,4 +1,4 @@
-"""saro_lite.modeling.memory: the per-stage peak-memory estimate, checked three ways.
+"""saro_lite.modeling.memory (and tools/memory_bench.py, which measures): the per-stage peak-memory estimate, checked three ways.
 
 1. Arithmetic on every shipped recipe: it runs, it is monotone (bigger model, longer sequences, 16-bit
    weights -> more memory), the weight term matches a hand computation and the recipes' own claims.
@@ -16,6 +16,7 @@ import re
 import pytest
 
 from saro_lite.modeling import memory as M
+from tools import memory_bench as B  # the measuring half (maintainer tool)
 from saro_lite.errors import UserError
 from saro_lite.recipe import RECIPES_DIR, list_recipes, load_recipe
 
@@ -157,10 +158,10 @@ def test_reference_and_self_path_options():
 
 
 def test_cli_prints_the_table(capsys):
-    assert M.main(["--recipe", str(RECIPES_DIR / "qwen2.5-7b-instruct.yaml")]) == 0
+    assert B.main(["--recipe", str(RECIPES_DIR / "qwen2.5-7b-instruct.yaml")]) == 0
     out = capsys.readouterr().out
     assert "srpo" in out and "estimated peak" in out and "targets 12 GB" in out
-    assert M.main(["--recipe", str(RECIPES_DIR / "tiny-cpu.yaml"), "--set",
+    assert B.main(["--recipe", str(RECIPES_DIR / "tiny-cpu.yaml"), "--set",
                    "model.name_or_path=org/x"]) == 2
 
 
@@ -184,7 +185,7 @@ def tiny_recipe(path, *extra: str):
 def tiny_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("random-tiny")
     r = tiny_recipe(path)
-    return M.build_random(M.shape_of(r), path, "float32")
+    return B.build_random(M.shape_of(r), path, "float32")
 
 
 @pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"])
@@ -194,7 +195,7 @@ def test_random_model_of_every_family_has_the_estimated_parameter_count(tmp_path
 
     for tied in (False, True):
         shape = M.Shape(family, 64, 2, 4, 2, 32 if family.startswith("gemma") else 16, 160, 512, tied)
-        path = M.build_random(shape, tmp_path / f"{family}-{tied}", "float32")
+        path = B.build_random(shape, tmp_path / f"{family}-{tied}", "float32")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         assert sum(p.numel() for p in model.parameters()) == shape.total_params()
         assert model.config.tie_word_embeddings == tied
@@ -306,7 +307,7 @@ def test_layer_activation_estimate_within_factor(tiny_path, dropout):
 def test_bench_runs_on_a_tiny_shape(tiny_path):
     """The benchmark loop end to end on CPU (RSS-based numbers are only smoke-checked here)."""
     r = tiny_recipe(tiny_path, "eval.batch_size=1")
-    out = M.bench(r, steps=2, path=tiny_path)
+    out = B.bench(r, steps=2, path=tiny_path)
     assert set(out) == {"warmup", "srpo", "eval"}
     est = M.estimate(r, "cpu")
     for stage, row in out.items():
