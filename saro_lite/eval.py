@@ -5,7 +5,7 @@ adapter, `saro` = the SRPO adapter); LoRA is never merged into a 4-bit base, whi
 and change the model. Writes eval/<arm>/<set>.jsonl, one row per prompt:
 {id, prompt, kind, category, set, response, reasoning, answer, label, refused, complied, correct?,
 tokens, ...}. `refused` (full or partial refusal) feeds over-refusal; `complied` (full compliance or
-partial refusal: any of the requested help) feeds attack success (see refusal_judge.Verdict).
+partial refusal: any of the requested help) feeds attack success (see judges.refusal.Verdict).
 
     python run_all.py --stages eval --recipe recipes/tiny-cpu.yaml
     python run_all.py --stages eval,report --set eval.limit_per_set=50

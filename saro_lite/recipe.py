@@ -181,7 +181,7 @@ class Srpo(Train):
 
 @dataclass
 class Teacher:
-    """A teacher model that writes RIT-D traces and preference pairs (saro_lite/teacher.py, synth.py)."""
+    """A teacher model that writes RIT-D traces and preference pairs (saro_lite/teacher/: client.py, synthesis.py)."""
 
     backend: str = _f("none", choices=("none", "openai", "hf"))
     base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
@@ -212,7 +212,7 @@ TEACHER_DATA_KEYS = ["teacher.backend", "teacher.model", "teacher.temperature", 
 @dataclass
 class Pairs:
     # starter: the shipped pack; teacher: written by the `teacher`; file: your own OP/PP JSONL files;
-    # self: sampled from the RW model and judged (saro_lite/selfpath.py), no teacher needed
+    # self: sampled from the RW model and judged (saro_lite/teacher/self_path.py), no teacher needed
     source: str = _f("starter", choices=("starter", "teacher", "file", "self"))
     op_path: str | None = None  # with source=file: OP-COT / PP-COT JSONL files in the kit's format
     pp_path: str | None = None

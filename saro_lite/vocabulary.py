@@ -30,3 +30,7 @@ JUDGE_SCOPES = ("full", "answer")
 
 # The per-arm numbers the eval stage prints when it ends.
 SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
+
+# The per-arm metrics in report.json (arms.<arm>.<key>): rates in [0, 1] except the token count.
+METRIC_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "avg_response_tokens",
+               "reflection_rate")

@@ -1,6 +1,6 @@
 """Stage `warmup` — Reasoning-style Warmup (RW): QLoRA SFT on RIT-D, loss on the response only.
 
-Each record becomes a prompt/completion pair of strings rendered by models.Renderer (the prompt
+Each record becomes a prompt/completion pair of strings rendered by modeling.loading.Renderer (the prompt
 through the model's chat template, the completion = <think>steps</think> answer + end-of-turn), so
 TRL switches on completion-only loss by itself and no template needs {% generation %} markers.
 Writes warmup/adapter (PEFT; warmup/model with `model.finetune: full`) and warmup/metrics.jsonl

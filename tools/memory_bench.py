@@ -56,8 +56,8 @@ def build_random(arch, path: str | Path | None = None, dtype: str = "bfloat16", 
 
     `arch` is a Shape, a recipe (its model.arch / model.tiny), a ModelArch or a dict of ModelArch's fields.
     The model is built on the meta device (no init cost), materialized empty on the fastest device, filled
-    with N(0, 0.02) (norms 1) and saved as safetensors in `dtype`. Load it back with `models.load_model`
-    (BitsAndBytesConfig 4-bit like a real run): `from_config` cannot quantize (env-notes section 10).
+    with N(0, 0.02) (norms 1) and saved as safetensors in `dtype`. Load it back with `modeling.loading.load_model`
+    (BitsAndBytesConfig 4-bit like a real run): `from_config` cannot quantize (bitsandbytes quantizes weights as from_pretrained loads them).
 
     Cost: writing the checkpoint is 2 bytes/param in bf16 -- ~15 GB and minutes for a 7-8B model, fine on a
     GPU machine with disk, too slow for the shared CPU machine. CPU tests use tiny shapes."""
@@ -190,7 +190,7 @@ def bench(recipe, steps: int = 3, device: str | None = None, path: str | Path | 
     """Measure peak memory and step time of the recipe's stages on a random-weight model (no download).
 
     A hand loop, not TRL's trainers (no tokenizer or dataset needed), doing what they do per micro-batch:
-    the model loads through `models.load_model` (4-bit NF4 via BitsAndBytesConfig in the model dtype),
+    the model loads through `modeling.loading.load_model` (4-bit NF4 via BitsAndBytesConfig in the model dtype),
     TRL's `add_fused_lm_head` is patched on, LoRA from `models.lora_config`, `prepare_for_qlora` (input grads
     + non-reentrant checkpointing), fp32 LoRA weights, bf16/fp16 autocast on a GPU, and the recipe's optimizer
     (paged_adamw_8bit -> bitsandbytes PagedAdamW8bit; adamw_torch on CPU like trainer_args).

@@ -1,10 +1,10 @@
 """Analyses behind Figures 3 and 5: reflection / self-correction in reasoning traces, bootstrap
 intervals for rates, and the embedding geometry of eval prompts (base vs saro).
 
-Reflection (Figure 5). A step "reflects" when it matches `evaluate.REFLECTION_RE` (wait, hmm, hold on,
+Reflection (Figure 5). A step "reflects" when it matches `REFLECTION_RE` below (wait, hmm, hold on,
 on second thought, let me check, actually, ...). Per trace:
 
-- reflection                 any step reflects (same rule as `evaluate.has_reflection`);
+- reflection                 any step reflects (same rule as `analysis.scoring.has_reflection`);
 - first_reflection_position  index of the first reflecting step / max(1, len(steps) - 1): 0 = the
                              first step, 1 = the last (SRPO is meant to move it earlier);
 - self_correction            the decision changes across the first reflection: the last decision cue

@@ -228,7 +228,7 @@ _STAIR_OUT = re.compile(r"<\|Output\|>(.*?)(?:<\|/Output\|>|$)", re.S)
 
 
 def parse_trace(text: str) -> tuple[list[str], str]:
-    """A reply with reasoning -> (steps, answer): `<think>…</think>` (models.parse_reasoning), or
+    """A reply with reasoning -> (steps, answer): `<think>…</think>` (modeling.loading.parse_reasoning), or
     STAIR's structured form `<|Reasoning_step|>…<|/Reasoning_step|>` … `<|Output|>…<|/Output|>`."""
     if "<think>" in text or "</think>" in text:
         return parse_reasoning(text)

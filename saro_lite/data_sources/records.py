@@ -1,4 +1,4 @@
-"""Record formats (architecture.md, "Data records") and their validation, naming file, line and field.
+"""Record formats (DEVELOPERS.md, "Record formats") and their validation, naming file, line and field.
 
 - prompt: {id, prompt, kind, category, source}
 - RIT-D:  prompt fields + reasoning [steps] + answer

@@ -10,7 +10,7 @@ the reasoning block removed and labels it full_compliance / full_refusal / parti
     python run_all.py judge --input replies.csv --response-field completion --judge api \\
         --api-base-url http://localhost:8000/v1 --api-model judge --api-key-env JUDGE_KEY --output judged.jsonl
 
-The guard and API judges live in saro_lite.safety_judges.
+The guard and API judges live in saro_lite.judges.safety.
 """
 from __future__ import annotations
 

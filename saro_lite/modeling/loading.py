@@ -429,7 +429,7 @@ def keep_4bit_differentiable(model) -> int:
 
 def cast_trainable_to_fp32(model) -> int:
     """TRL casts trainable LoRA weights of quantized models to bf16, where small DPO updates vanish
-    (env-notes §10). Put them back in fp32 (autocast still computes in bf16 on GPU)."""
+    (bf16 keeps 8 mantissa bits: an update under ~1/256 of a weight rounds away). Put them back in fp32 (autocast still computes in bf16 on GPU)."""
     import torch
 
     n = 0

@@ -11,7 +11,7 @@ API
   like eval). Pure arithmetic: no torch, answers at once (meant for `--dry-run`).
 - `format_table(est, measured=None) -> rich.table.Table`.
 - `build_random(arch, path=None, dtype="bfloat16", family=None)`: a random-weight checkpoint of the
-  architecture, written to `path` (a temp folder if None); load it with `models.load_model`, i.e. with the
+  architecture, written to `path` (a temp folder if None); load it with `modeling.loading.load_model`, i.e. with the
   same BitsAndBytesConfig 4-bit path as a real run.
 - `bench(recipe, steps=3, device=None) -> {stage: {measured_allocated_gib, measured_reserved_gib,
   step_seconds, estimate_gib, ...}}`: real QLoRA SFT and DPO steps and one generation on that model.
@@ -32,7 +32,7 @@ LoRA (`lora`, `grads`, `optimizer`)
     fp32 grads (4 bytes/param); optimizer state: AdamW fp32 8 bytes/param, 8-bit AdamW (incl. paged)
     2 bytes/param -- bitsandbytes keeps tensors under 4096 elements in 32-bit state (8 bytes/param).
     Paged optimizer state lives in CUDA unified memory: it is in this estimate but NOT in torch's
-    max_memory_allocated/reserved (env-notes section 10).
+    max_memory_allocated/reserved (paged memory is allocated outside torch's caching allocator).
 activations, with gradient checkpointing (every decoder layer is a non-reentrant checkpoint)
     T = tokens of one micro-batch: b x L for SFT, 2 x b x L for DPO (TRL concatenates chosen + rejected).
     checkpoints   n x T x H x s                       (the input of every layer, kept until backward)

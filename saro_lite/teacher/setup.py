@@ -1,5 +1,5 @@
 """Glue between the recipe and the teacher: client, cache and base-model fallback for the data and
-pairs stages (the teacher itself: saro_lite/teacher.py; prompts and record builders: synth.py)."""
+pairs stages (the teacher itself: teacher/client.py; prompts and record builders: teacher/synthesis.py)."""
 from __future__ import annotations
 
 import copy

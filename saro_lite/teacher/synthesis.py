@@ -186,7 +186,7 @@ def is_refusal(answer: str, prompt: str | None = None) -> bool:
 
 def gives_no_help(answer: str, prompt: str | None = None) -> bool:
     """A full refusal: none of the requested help (a partial refusal leaks some, see
-    refusal_judge.Verdict.complied). Without the kit's judge: the opening-words pattern."""
+    judges.refusal.Verdict.complied). Without the kit's judge: the opening-words pattern."""
     answer = (answer or "").replace("\u2019", "'").strip()
     if not answer:
         return False

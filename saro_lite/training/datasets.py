@@ -31,7 +31,7 @@ def sft_dataset(renderer, rows: list[dict]):
 
 
 def prompt_completion_dataset(renderer, pairs: list[tuple[str, str]]):
-    """SFT records {prompt, completion}, the prompt ending on a token boundary (see models.split_on_token_boundary)."""
+    """SFT records {prompt, completion}, the prompt ending on a token boundary (see modeling.loading.split_on_token_boundary)."""
     from datasets import Dataset
 
     rows = []
