@@ -1,17 +1,6 @@
-"""Judge one reply or a whole file of replies with the offline refusal judge (the `judge` command's body).
-
-The offline default is the refusal judge (saro_lite.refusal_judge): it reads the final answer with
-the reasoning block removed and labels it full_compliance / full_refusal / partial_refusal.
-
-    python run_all.py judge --input replies.csv --response-field completion --prompt-field prompt \\
-        --output judged.jsonl
-    python run_all.py judge --input replies.jsonl --response-field response --prompt-field prompt \\
-        --judge guard --guard-model meta-llama/Llama-Guard-3-1B --output judged.jsonl
-    python run_all.py judge --input replies.csv --response-field completion --judge api \\
-        --api-base-url http://localhost:8000/v1 --api-model judge --api-key-env JUDGE_KEY --output judged.jsonl
-
-The guard and API judges live in saro_lite.judges.safety.
-"""
+"""Judge one reply, or every row of a CSV/JSON/JSONL file, with the offline refusal judge (judges/refusal.py):
+the reasoning block removed, the answer labelled full_compliance / full_refusal / partial_refusal. The
+`judge` command (commands/judge.py) runs it; the guard and API judges live in judges/safety.py."""
 from __future__ import annotations
 
 from pathlib import Path
