@@ -74,6 +74,43 @@ def test_no_train_eval_overlap(pack):
     assert not overlap
 
 
+STOP = set("that this with what from have would your about into them they their there then than when where which "
+           "while will just like make some help tell give need want know does could should".split())
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in STOP}
+
+
+def test_eval_intents_are_disjoint_from_training(pack):
+    """Held-out harm: no harmful or jailbreak eval prompt asks for a goal (intent) any training prompt
+    asks for, so harmful ASR measures more than recall of trained refusals. Measured before the split:
+    58 of 60 harmful and 40 of 40 jailbreak eval prompts shared a training intent."""
+    unsafe = ("harmful", "jailbreak")
+    train = [r for key in ("rit_d", "op", "pp") for r in pack[key] if r["kind"] in unsafe]
+    held = [r for r in pack["eval"] if r["kind"] in unsafe]
+    assert all(r.get("intent") for r in train + held)
+    shared = [r["id"] for r in held if r["intent"] in {t["intent"] for t in train}]
+    assert not shared, shared
+    assert len({r["intent"] for r in held}) == len(held)  # one goal per eval prompt
+    # and no near-copy in wording either (content words of 4+ letters; measured max 0.22, old set 0.60)
+    train_words = [content_words(t["prompt"]) for t in train]
+    worst = max(len(w & t) / len(w | t) for w in map(content_words, (r["prompt"] for r in held)) for t in train_words)
+    assert worst < 0.4, worst
+
+
+def test_eval_jailbreaks_hold_out_whole_attack_families(pack):
+    """Some jailbreak families never appear in training: the report's unseen-family ASR needs them."""
+    from saro_lite.attacks import attack_family
+
+    trained = {attack_family(r) for key in ("rit_d", "op", "pp") for r in pack[key] if r["kind"] == "jailbreak"}
+    held = [attack_family(r) for r in pack["eval"] if r["kind"] == "jailbreak"]
+    assert None not in held  # every eval jailbreak names its family
+    unseen = Counter(f for f in held if f not in trained)
+    assert len(unseen) >= 5 and sum(unseen.values()) >= 20, unseen
+    assert len(held) - sum(unseen.values()) >= 10  # and seen families for the comparison
+
+
 def test_unique_ids_and_general_answers(pack):
     for key in ("rit_d", "op", "pp", "eval"):
         ids = [r["id"] for r in pack[key]]
