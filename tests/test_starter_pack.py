@@ -101,7 +101,7 @@ def test_eval_intents_are_disjoint_from_training(pack):
 
 def test_eval_jailbreaks_hold_out_whole_attack_families(pack):
     """Some jailbreak families never appear in training: the report's unseen-family ASR needs them."""
-    from saro_lite.attacks import attack_family
+    from saro_lite.data_sources.attacks import attack_family
 
     trained = {attack_family(r) for key in ("rit_d", "op", "pp") for r in pack[key] if r["kind"] == "jailbreak"}
     held = [attack_family(r) for r in pack["eval"] if r["kind"] == "jailbreak"]
