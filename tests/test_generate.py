@@ -36,11 +36,18 @@ def _ragged_stop(model, tok, texts):
     """A copy of the tokenizer whose end-of-turn is a token the model emits mid-reply in some rows but
     not others: the batch then has rows that end at different steps and rows that never end, which
     is exactly what the kit loop's pruning has to get right (the random-init model rarely ends a turn)."""
-    probe = generate(model, tok, texts, 24, batch_size=len(texts), loop="transformers")
+    import torch
+
+    # the generated ids themselves (re-tokenizing the decoded text can give other ids): a token some rows
+    # emit after their first step and others never emit
+    enc = tok(texts, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=None)
     counts = Counter()
-    for g in probe:
-        counts.update(set(tok(g.text, add_special_tokens=False)["input_ids"][1:]))
-    token = next(t for t, n in counts.most_common() if n < len(texts))
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        counts.update(set(row[1:]))
+    token = next(t for t, n in counts.most_common() if n < len(texts) and t != tok.pad_token_id)
     stop = copy.deepcopy(tok)
     stop.eos_token = stop.convert_ids_to_tokens(token)
     return stop

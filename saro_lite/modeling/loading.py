@@ -206,11 +206,17 @@ def tiny_corpus() -> list[str]:
     return texts
 
 
+# Record fields the model never reads (labels and bookkeeping): kept out of the tokenizer's corpus, so
+# relabelling the data (a new category, an intent slug) does not change the tiny model.
+METADATA_FIELDS = frozenset({"id", "kind", "category", "source", "intent", "wrapper", "type", "prompt_key",
+                             "template", "template_family", "base_id", "base_prompt"})
+
+
 def _strings(obj) -> list[str]:
     if isinstance(obj, str):
         return [obj]
     if isinstance(obj, dict):
-        return [s for v in obj.values() for s in _strings(v)]
+        return [s for k, v in obj.items() if k not in METADATA_FIELDS for s in _strings(v)]
     if isinstance(obj, list):
         return [s for v in obj for s in _strings(v)]
     return []
