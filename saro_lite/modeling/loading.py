@@ -168,13 +168,28 @@ def detect_end_of_turn(tokenizer, **template_kwargs) -> str:
     for tok in sorted(specials, key=len, reverse=True):
         if tok and tail.startswith(tok):
             return tok
-    if tokenizer.eos_token:
-        return tokenizer.eos_token
-    raise UserError("could not detect the end-of-turn token of the chat template; set model.end_of_turn")
+    eos = f" (this tokenizer's EOS is {tokenizer.eos_token!r})" if tokenizer.eos_token else ""
+    raise UserError(f"model.end_of_turn: the chat template writes no special token after an assistant reply (it "
+                    f"writes {tail[:24]!r}); set model.end_of_turn to the token a reply should end with{eos}")
+
+
+def check_template_keeps_reply(tokenizer, open_tag: str, close_tag: str, **template_kwargs) -> None:
+    """The kit trains on prompt + reply exactly as the chat template renders them; a template that rewrites
+    the assistant's reply (DeepSeek-R1-style templates drop the reasoning block) would make that text
+    something the template never writes. One line says what to set instead."""
+    reply = f"{open_tag}\nQZXJ step\n{close_tag}\n\nQZXJ answer"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": reply}],
+                                         tokenize=False, **template_kwargs)
+    if reply not in text:
+        raise UserError(f"model.chat_template: the model's chat template rewrites the assistant reply (it drops or "
+                        f"changes the {open_tag} reasoning block), so training text would differ from what the "
+                        f"template renders; set model.chat_template to a template (file or string) that keeps the "
+                        f"reply as written")
 
 
 def make_renderer(recipe: Recipe, tokenizer) -> Renderer:
     kwargs = dict(recipe.model.chat_template_kwargs)
+    check_template_keeps_reply(tokenizer, recipe.model.reasoning_open, recipe.model.reasoning_close, **kwargs)
     return Renderer(
         tokenizer=tokenizer,
         end_of_turn=tokenizer.eos_token,  # load_tokenizer sets eos_token to the end-of-turn token
@@ -360,6 +375,26 @@ def load_dtype(recipe: Recipe, for_training: bool = False):
     return dtype
 
 
+# The vision side of multimodal checkpoints (Gemma 3, LLaVA: vision_tower and multi_modal_projector;
+# Mllama: vision_model; Qwen2-VL: visual), as transformers' skip patterns (matched from the start of a
+# module's full name, at a module boundary).
+VISION_MODULES = [".*vision_tower", ".*vision_model", ".*visual", ".*multi_modal_projector"]
+
+
+def vision_modules(path: str, recipe: Recipe) -> list[str] | None:
+    """Modules 4-bit must leave alone: a multimodal checkpoint (gemma-3-4b-it loads as
+    Gemma3ForConditionalGeneration, vision tower included) keeps its vision side in 16 bits, as only the
+    language model is trained (LoRA targets it alone); None (transformers' default) for a text model."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, revision=recipe.model.revision,
+                                            trust_remote_code=recipe.model.trust_remote_code)
+    except (OSError, ValueError):
+        return None  # load_model reports an unloadable path itself
+    return ["lm_head", *VISION_MODULES] if getattr(config, "vision_config", None) is not None else None
+
+
 def load_model(recipe: Recipe, path: str, for_training: bool = False):
     """The base model: 4-bit NF4 through BitsAndBytesConfig when model.load_in_4bit (CPU or CUDA).
     for_training: a model a training stage fine-tunes (or its full-FT reference); see load_dtype."""
@@ -379,7 +414,8 @@ def load_model(recipe: Recipe, path: str, for_training: bool = False):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=recipe.model.bnb_4bit_quant_type,
-            bnb_4bit_use_double_quant=recipe.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute)
+            bnb_4bit_use_double_quant=recipe.model.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute,
+            llm_int8_skip_modules=vision_modules(path, recipe))
     if recipe.model.trust_remote_code:
         import warnings
 
