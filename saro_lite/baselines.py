@@ -35,10 +35,16 @@ def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
                      x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op]
 
 
+def dpo_learning_rate(recipe) -> float:
+    """The plain-DPO arm's rate: baselines.dpo_learning_rate, else the warmup's (a fresh adapter, like RW's)."""
+    return recipe.baselines.dpo_learning_rate or recipe.warmup.learning_rate
+
+
 def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str) -> dict:
     """Plain DPO from the base: a fresh adapter whose reference is the base with adapters disabled (full
-    fine-tuning: a second, frozen copy of the base)."""
+    fine-tuning: a second, frozen copy of the base), at dpo_learning_rate."""
     r = ctx.recipe
+    lr = dpo_learning_rate(r)
 
     def make_trainer(ckpt_dir, metrics_path, logger, resume):
         from trl import DPOTrainer
@@ -48,14 +54,14 @@ def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str) -> dict:
         if peft_config is None:
             ref_model = load_model(r, ctx.model_path, for_training=True).eval()
             ref_model.requires_grad_(False)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=dpo_config(r, ckpt_dir),
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=dpo_config(r, ckpt_dir, learning_rate=lr),
                              train_dataset=dpo_dataset(rows), processing_class=ctx.tokenizer(),
                              peft_config=peft_config, callbacks=[logger])
         cast_trainable_to_fp32(trainer.model)
         return trainer
 
     return train(ctx, stage_dir, "dpo baseline", make_trainer, progress="baseline dpo",
-                 summary_extra=lambda t: {"pairs": len(rows)})
+                 summary_extra=lambda t: {"pairs": len(rows), "learning_rate": lr})
 
 
 def run(ctx) -> None:

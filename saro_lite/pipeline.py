@@ -96,7 +96,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           lambda r: [artifact(r, "srpo"), "srpo/metrics.jsonl"],
           "SRPO: DPO from the RW model with the RW model as reference"),
     Stage("baselines", baselines.run, ["data"],
-          lambda r: ["seed", "model", "warmup", "srpo", "eval.arms"],
+          lambda r: ["seed", "model", "warmup", "srpo", "eval.arms", "baselines"],
           lambda r: [x for a in r.eval.arms if a in ("safety_sft", "dpo")
                      for x in (artifact(r, f"baselines/{a}"), f"baselines/{a}/metrics.jsonl")],
           "safety-SFT and plain-DPO baselines (only the arms named in eval.arms)"),

@@ -233,6 +233,10 @@ class Pairs:
     # last), so SRPO prefers between traces in the style RW taught.
     # With both data settings null the RW traces are as written, and so are the pairs.
     shorten: bool = False
+    # Starter pack only: add op_cot_balanced.jsonl, 59 OP-COT pairs whose rejected side is as long as the
+    # chosen one or longer, with varied placeholders and reflection markers on both sides, so SRPO (and the
+    # held-out reward accuracy) cannot win on length, the placeholder or "Wait —" alone.
+    length_balanced: bool = False
 
 
 @dataclass
@@ -279,6 +283,15 @@ class Eval:
 
 
 @dataclass
+class Baselines:
+    # The plain-DPO arm starts a FRESH adapter on the base, while SRPO continues the trained RW adapter: at
+    # SRPO's rate it barely moves (SmolLM2-135M, 16 steps at 5e-5: final train reward margin 0.24 vs SRPO's
+    # 0.87), so comparing the two would compare an untrained arm. null: warmup.learning_rate, the rate the
+    # recipe trains a fresh adapter at (RW); set a number to override. Steps, β and loss are SRPO's.
+    dpo_learning_rate: float | None = _f(None, gt=0.0)
+
+
+@dataclass
 class Report:
     samples_per_arm: int = _f(3, min=0)
     truncate_unsafe_chars: int = _f(160, min=20)
@@ -296,6 +309,7 @@ class Recipe:
     pairs: Pairs = field(default_factory=Pairs)
     srpo: Srpo = field(default_factory=Srpo)
     eval: Eval = field(default_factory=Eval)
+    baselines: Baselines = field(default_factory=Baselines)
     report: Report = field(default_factory=Report)
 
     # Set by load_recipe, not by the user.

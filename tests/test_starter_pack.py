@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from saro_lite.fileio import read_jsonl
-from saro_lite.data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
+from saro_lite.data_sources.records import BALANCED_OP, STARTER_DIR, load_op, load_pp, load_rit_d
 from saro_lite.data_sources.starter_pack import EVAL_FILES, TRAIN_FILES, verify
 
 KINDS = ("harmful", "jailbreak", "benign", "borderline")
@@ -29,7 +29,7 @@ def distinct_4gram_share(texts) -> float:
 @pytest.fixture(scope="module")
 def pack():
     return {"rit_d": load_rit_d(STARTER_DIR / "rit_d.jsonl"), "op": load_op(STARTER_DIR / "op_cot.jsonl"),
-            "pp": load_pp(STARTER_DIR / "pp_cot.jsonl"),
+            "pp": load_pp(STARTER_DIR / "pp_cot.jsonl"), "opb": load_op(STARTER_DIR / BALANCED_OP),
             "eval": [r for f in EVAL_FILES for r in read_jsonl(STARTER_DIR / f)]}
 
 
@@ -69,7 +69,7 @@ def test_unsafe_compliance_uses_the_placeholder(pack):
 
 
 def test_no_train_eval_overlap(pack):
-    train = {norm(r["prompt"]) for key in ("rit_d", "op", "pp") for r in pack[key]}
+    train = {norm(r["prompt"]) for key in ("rit_d", "op", "pp", "opb") for r in pack[key]}
     overlap = [r["id"] for r in pack["eval"] if norm(r["prompt"]) in train]
     assert not overlap
 
@@ -87,7 +87,7 @@ def test_eval_intents_are_disjoint_from_training(pack):
     asks for, so harmful ASR measures more than recall of trained refusals. Measured before the split:
     58 of 60 harmful and 40 of 40 jailbreak eval prompts shared a training intent."""
     unsafe = ("harmful", "jailbreak")
-    train = [r for key in ("rit_d", "op", "pp") for r in pack[key] if r["kind"] in unsafe]
+    train = [r for key in ("rit_d", "op", "pp", "opb") for r in pack[key] if r["kind"] in unsafe]
     held = [r for r in pack["eval"] if r["kind"] in unsafe]
     assert all(r.get("intent") for r in train + held)
     shared = [r["id"] for r in held if r["intent"] in {t["intent"] for t in train}]
@@ -103,7 +103,7 @@ def test_eval_jailbreaks_hold_out_whole_attack_families(pack):
     """Some jailbreak families never appear in training: the report's unseen-family ASR needs them."""
     from saro_lite.data_sources.attacks import attack_family
 
-    trained = {attack_family(r) for key in ("rit_d", "op", "pp") for r in pack[key] if r["kind"] == "jailbreak"}
+    trained = {attack_family(r) for key in ("rit_d", "op", "pp", "opb") for r in pack[key] if r["kind"] == "jailbreak"}
     held = [attack_family(r) for r in pack["eval"] if r["kind"] == "jailbreak"]
     assert None not in held  # every eval jailbreak names its family
     unseen = Counter(f for f in held if f not in trained)
@@ -131,3 +131,37 @@ def test_traces_are_hand_written_not_templated(pack):
 def test_manifest_hashes_match():
     assert verify() == []
     assert set(TRAIN_FILES) | set(EVAL_FILES) <= {p.name for p in STARTER_DIR.iterdir()}
+
+
+REFLECTION = re.compile(r"\b(wait|hmm+|hold on|on second thought|let me (?:double[- ])?check|let me reconsider|"
+                        r"re-?consider|actually|looking again|stepping back)\b", re.I)
+
+
+def side_words(side: dict) -> int:
+    return len(" ".join(side["reasoning"] + [side["answer"]]).split())
+
+
+def test_length_balanced_pairs_defeat_the_surface_cues(pack):
+    """op_cot_balanced.jsonl: the rejected side is never the shorter one, the placeholder wording varies,
+    reflection markers are as common on the rejected side as on the chosen one; in op_cot.jsonl each of
+    these cues alone separates chosen from rejected."""
+    op, opb = pack["op"], pack["opb"]
+    assert all(side_words(x["chosen"]) > side_words(x["rejected"]) for x in op)  # why the balanced file exists
+    assert len(opb) == 59 and {x["kind"] for x in opb} == set(KINDS)
+    assert all(side_words(x["rejected"]) >= side_words(x["chosen"]) for x in opb)
+    unsafe = [x["rejected"]["answer"] for x in opb if x["kind"] in ("harmful", "jailbreak")]
+    assert sum("[details omitted]" in a for a in unsafe) / len(unsafe) <= 0.25
+    def marked(side):
+        return sum(bool(REFLECTION.search(" ".join(x[side]["reasoning"]))) for x in opb) / len(opb)
+    assert 0.35 <= marked("chosen") <= 0.65 and 0.35 <= marked("rejected") <= 0.65
+    assert not {x["id"] for x in opb} & {x["id"] for x in op}
+
+
+def test_pairs_length_balanced_adds_the_balanced_pairs():
+    from saro_lite.data_sources.holdout import known_pair_records
+    from saro_lite.recipe import load_recipe
+
+    plain, _ = known_pair_records(load_recipe(None, []))
+    with_balanced, pp = known_pair_records(load_recipe(None, ["pairs.length_balanced=true"]))
+    assert len(with_balanced) == len(plain) + 59 and sum(x["id"].startswith("opb-") for x in with_balanced) == 59
+    assert len(pp) == 160

@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 
 from ..errors import UserError
-from .records import STARTER_DIR, balanced_limit, load_op, load_pp
+from .records import BALANCED_OP, STARTER_DIR, balanced_limit, load_op, load_pp
 
 
 def prompt_key(record: dict) -> str:
@@ -79,7 +79,8 @@ def known_pair_records(r) -> tuple[list[dict], list[dict]] | None:
         op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
         pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
     elif r.pairs.source == "starter":
-        op = load_op(STARTER_DIR / "op_cot.jsonl") if r.pairs.use_op else []
+        op = (load_op(STARTER_DIR / "op_cot.jsonl")
+              + (load_op(STARTER_DIR / BALANCED_OP) if r.pairs.length_balanced else [])) if r.pairs.use_op else []
         pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
     else:
         return None

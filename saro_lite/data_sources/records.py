@@ -17,6 +17,7 @@ from ..vocabulary import KINDS
 
 PROMPT_FIELDS = ("id", "prompt", "kind", "category", "source")
 STARTER_DIR = Path(__file__).resolve().parent.parent / "starter"
+BALANCED_OP = "op_cot_balanced.jsonl"  # length-balanced OP-COT pairs (pairs.length_balanced)
 
 
 def _steps_ok(v) -> bool:

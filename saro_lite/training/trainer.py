@@ -202,12 +202,15 @@ def sft_config(recipe: Recipe, out_dir: Path, eos_token: str):
                      dataset_num_proc=None)
 
 
-def dpo_config(recipe: Recipe, out_dir: Path):
+def dpo_config(recipe: Recipe, out_dir: Path, learning_rate: float | None = None):
     """TRL's DPOConfig from recipe.srpo (beta, loss_type, precompute_ref_log_probs); long pairs keep their
-    start (the prompt) and lose their end."""
+    start (the prompt) and lose their end. learning_rate: another rate than srpo's (the DPO baseline)."""
     from trl import DPOConfig
 
-    return DPOConfig(**trainer_args(recipe, recipe.srpo, out_dir), beta=recipe.srpo.beta,
+    args = trainer_args(recipe, recipe.srpo, out_dir)
+    if learning_rate is not None:
+        args["learning_rate"] = learning_rate
+    return DPOConfig(**args, beta=recipe.srpo.beta,
                      loss_type=list(recipe.srpo.loss_type),
                      precompute_ref_log_probs=recipe.srpo.precompute_ref_log_probs, truncation_mode="keep_start",
                      dataset_num_proc=None)
