@@ -40,6 +40,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from ..reasoning import strip_reasoning  # noqa: F401  (the one rule; re-exported)
+
 __all__ = ["LABELS", "Verdict", "judge_refusal", "normalise", "strip_reasoning"]
 
 LABELS = ("full_compliance", "full_refusal", "partial_refusal")
@@ -71,22 +73,6 @@ class Verdict:
 # --------------------------------------------------------------------------------------------
 # Reasoning blocks
 # --------------------------------------------------------------------------------------------
-
-
-def strip_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
-    """Return the final answer without its reasoning block.
-
-    Text after the LAST close tag is the answer; an opening tag with no close tag means the
-    reasoning never finished, so there is no answer at all ("").
-    """
-    if not text:
-        return ""
-    end = text.rfind(close_tag)
-    if end != -1:
-        return text[end + len(close_tag):].strip()
-    if open_tag in text:
-        return ""
-    return text.strip()
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from ..errors import UserError
 from .sources import hub_error as _hub_error
+from ..reasoning import parse_reasoning  # noqa: F401  (the one rule; re-exported for the renderer's users)
 from ..recipe import Recipe, cache_dir, fingerprint
 
 # ChatML with {% generation %} markers (so TRL's assistant masks work too).
@@ -82,21 +83,6 @@ class Renderer:
         text = text.replace(self.end_of_turn, "") if self.end_of_turn else text
         steps, answer = parse_reasoning(text, self.open_tag, self.close_tag)
         return steps, answer
-
-
-def parse_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> tuple[list[str], str]:
-    """Split `<think>steps</think> answer`; steps on blank lines. Unclosed reasoning -> no answer."""
-    start = text.find(open_tag)
-    end = text.find(close_tag, start + len(open_tag) if start >= 0 else 0)
-    if end < 0:
-        if start < 0:
-            return [], text.strip()
-        body, answer = text[start + len(open_tag):], ""
-    else:
-        body = text[start + len(open_tag):end] if start >= 0 else text[:end]
-        answer = text[end + len(close_tag):]
-    steps = [s.strip() for s in body.strip().split("\n\n") if s.strip()]
-    return steps, answer.strip()
 
 
 def split_on_token_boundary(tokenizer, prompt: str, completions: list[str]) -> tuple[str, list[str]]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..modeling.loading import parse_reasoning
+from ..reasoning import parse_reasoning, strip_reasoning
 from .client import TeacherClient, TeacherRequest
 
 try:  # written alongside this module; the local pattern below covers its absence
@@ -195,12 +195,6 @@ def gives_no_help(answer: str, prompt: str | None = None) -> bool:
     return bool(_REFUSAL_RX.search(answer[:200]))
 
 
-def _answer_part(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
-    if close_tag in text:
-        return text[text.rindex(close_tag) + len(close_tag):].strip()
-    return "" if open_tag in text else text.strip()
-
-
 def check_trace(text: str, min_steps: int) -> tuple[str, dict | None, str]:
     text = (text or "").replace("\r\n", "\n")
     if "</think>" not in text:
@@ -215,7 +209,7 @@ def check_trace(text: str, min_steps: int) -> tuple[str, dict | None, str]:
 
 def check_unsafe(text: str, min_steps: int) -> tuple[str, dict | None, str]:
     """Compliance-shaped: placeholder present, short, and no refusal (a refusal means: fall back)."""
-    answer = _answer_part(text or "")
+    answer = strip_reasoning(text or "")
     if is_refusal(answer):
         return "refused", None, "teacher refused the unsafe side"
     status, parsed, reason = check_trace(text, min_steps)
