@@ -7,6 +7,23 @@ class UserError(Exception):
     """A mistake the user can fix (recipe, override, data file, command line). No traceback is shown."""
 
 
+def hub_error(key: str, name: str, err: Exception, *, dataset: bool = False, licence_url: str | None = None,
+              otherwise: str = "") -> UserError:
+    """The one line for anything the Hub could not give (a model, a dataset, a guard model): why (offline,
+    unreachable, gated), the `hf download` command that fetches it once, and the local alternative."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        why = "HF_HUB_OFFLINE=1 is set"
+    else:
+        why = "the Hub could not be reached or the " + ("dataset" if dataset else "model") + " is gated"
+    licence = f"accept the licence on {licence_url}, " if licence_url else ""
+    download = (f"`hf download --repo-type dataset {name} --local-dir DIR`" if dataset else f"`hf download {name}`")
+    return UserError(f"{key}: cannot load '{name}' from the Hub ({why}): {licence}download it once with {download} "
+                     f"(after `hf auth login` for gated ones; `huggingface-cli download` on older hub clients)"
+                     f"{'; or ' + otherwise if otherwise else ''}. [{err.__class__.__name__}]")
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 

@@ -83,6 +83,16 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
     return path
 
 
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """The one figure saver: a matplotlib figure written atomically as a 110-dpi PNG, then closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))  # bytes as written: "\n" line ends everywhere
 

@@ -164,13 +164,9 @@ def plot_tokens(report: dict, path: Path) -> Path:
     ax.set_title("Token cost per arm (n = replies, built-in eval sets)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
-    from .fileio import atomic_write_with
+    from .fileio import save_figure
 
-    try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def truncate(text: str, n: int) -> str:

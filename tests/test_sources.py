@@ -169,7 +169,7 @@ def test_hub_id_offline_gives_clear_error(monkeypatch):
         with pytest.raises(UserError) as e:
             load_source(name, path, prompt_field="prompt", kind="harmful")
         msg = str(e.value)
-        assert f"cannot load '{repo}' from the Hub (offline or gated)" in msg
+        assert f"cannot load '{repo}' from the Hub (" in msg and "hf download --repo-type dataset" in msg
         assert f"download --repo-type dataset {repo}" in msg and "local file" in msg
 
 

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import save_figure
+
 # Reflection markers (Figure 5): the reasoning pauses to re-examine itself.
 REFLECTION_RE = re.compile(
     r"\b(wait|hmm+|hold on|on second thought|let me (?:double[- ])?check|let me reconsider|re-?consider|"
@@ -374,14 +376,6 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
-    """Write the figure as a PNG atomically (temporary file in the same folder, then replace)."""
-    from ..fileio import atomic_write_with
-
-    try:
-        return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        _pyplot().close(fig)
 
 
 def plot_embeddings(by_arm: dict, path, metric: str = "cosine") -> Path:
@@ -409,7 +403,7 @@ def plot_embeddings(by_arm: dict, path, metric: str = "cosine") -> Path:
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"Eval prompt embeddings (mean-pooled last layer; {metric} silhouette)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reflection(counts_by_arm: dict, path) -> Path:
@@ -442,4 +436,4 @@ def plot_reflection(counts_by_arm: dict, path) -> Path:
     if arms:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -100,13 +100,9 @@ def plot(runs: list[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    from ..fileio import atomic_write_with
+    from ..fileio import save_figure
 
-    try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown(runs: list[dict], diff: dict, figure: str | None) -> str:

@@ -135,12 +135,12 @@ def export(ctx, arm: str, output: Path, merge: bool, console) -> Path:
 def merge_adapter(ctx, adapter_dir: Path, out: Path) -> str:
     """Merge the LoRA adapter into the base reloaded in bf16 (fp16 on GPUs without bf16, fp32 on
     CPU); returns the dtype's name."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else (
-        torch.float16 if torch.cuda.is_available() else torch.float32)
+    from ..modeling.loading import auto_dtype
+
+    dtype = auto_dtype()
     base = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=dtype,
                                                 trust_remote_code=ctx.recipe.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ..errors import UserError
+from ..errors import UserError, hub_error
 from ..fileio import read_jsonl
 from ..judges.reply import read_table, require_columns
 from ..modeling.loading import parse_reasoning
@@ -504,11 +504,9 @@ def pick_data_files(folder: Path, config: str | None, split: str | None, where: 
 
 
 def _hub_error(repo: str, where: str, err: Exception) -> UserError:
-    return UserError(
-        f"{where}: cannot load '{repo}' from the Hub (offline or gated): download it with "
-        f"`hf download --repo-type dataset {repo} --local-dir DIR` (`huggingface-cli download` on older "
-        f"huggingface_hub; after `hf auth login` and accepting the terms for gated sets) and set the path to DIR "
-        f"or a data file in it, or set the path to a local file ({err.__class__.__name__})")
+    """A dataset that cannot be loaded (errors.hub_error's line)."""
+    return hub_error(where, repo, err, dataset=True,
+                     otherwise="set the path to DIR, a data file in it, or any local file")
 
 
 def load_hub(repo: str, config: str | None, split: str | None, where: str, load_kwargs: Mapping = (),

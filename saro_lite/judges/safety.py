@@ -31,7 +31,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import UserError
+from ..errors import UserError, hub_error
 from .refusal import LABELS, canonical_label, judge_refusal, strip_reasoning
 from ..teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
 
@@ -169,12 +169,9 @@ class GuardJudge:
 
 
 def _guard_hub_error(name: str, err: Exception) -> UserError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    why = "HF_HUB_OFFLINE=1 is set" if offline else "the Hub could not be reached, or the model is gated"
-    return UserError(
-        f"guard model: cannot load '{name}' ({why}). Llama Guard models are gated: accept the licence on "
-        f"https://huggingface.co/{name}, run `hf auth login`, then `hf download {name}`; or pass a local "
-        f"folder. [{err.__class__.__name__}]")
+    """Llama Guard models are gated: errors.hub_error's line with the licence page."""
+    return hub_error("guard model", name, err, licence_url=f"https://huggingface.co/{name}",
+                     otherwise="pass a local folder")
 
 
 def load_guard(name_or_path: str = DEFAULT_GUARD_MODEL, load_in_4bit: bool = True, *, allow_cpu_4bit: bool = False,
@@ -207,11 +204,10 @@ def load_guard(name_or_path: str = DEFAULT_GUARD_MODEL, load_in_4bit: bool = Tru
         tok.pad_token = next((t for t in ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>") if t in tok.get_vocab()),
                              tok.eos_token)
     cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
-    if cuda:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        device_map = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    else:
-        dtype, device_map = torch.float32, {"": "cpu"}
+    from ..modeling.loading import auto_dtype
+
+    dtype = auto_dtype(cuda)
+    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if cuda else {"": "cpu"}
     kwargs: dict[str, Any] = dict(dtype=dtype, revision=revision, device_map=device_map)
     if load_in_4bit and (cuda or allow_cpu_4bit):
         try:

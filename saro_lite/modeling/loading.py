@@ -331,17 +331,24 @@ def load_tokenizer(recipe: Recipe, path: str):
     return tok
 
 
+def auto_dtype(cuda: bool | None = None):
+    """The one dtype chooser: bf16 where the GPU supports it, else fp16; fp32 on the CPU.
+    cuda: None = whether a GPU is there."""
+    import torch
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if not cuda:
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def device_and_dtypes(recipe: Recipe):
-    """(device, model dtype, 4-bit compute dtype): bf16 where the GPU supports it, else fp16; fp32 on CPU."""
+    """(device, model dtype, 4-bit compute dtype): model.dtype auto = auto_dtype()."""
     import torch
 
     names = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-    if torch.cuda.is_available():
-        auto = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        device = "cuda"
-    else:
-        auto, device = torch.float32, "cpu"
-    dtype = auto if recipe.model.dtype == "auto" else names[recipe.model.dtype]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = auto_dtype() if recipe.model.dtype == "auto" else names[recipe.model.dtype]
     compute = dtype if recipe.model.bnb_4bit_compute_dtype == "auto" else names[recipe.model.bnb_4bit_compute_dtype]
     return device, dtype, compute
 

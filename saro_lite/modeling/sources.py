@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..errors import hub_error as _hub_error
 from ..fileio import set_open_permissions
 from ..recipe import Recipe, cache_dir
 
@@ -49,12 +50,8 @@ def hub_offline() -> bool:
 
 
 def hub_error(name: str, err: Exception) -> UserError:
-    """The one line for a model that cannot be loaded: what to run to get it."""
-    hint = "HF_HUB_OFFLINE=1 is set" if hub_offline() else "the Hub could not be reached or the model is gated"
-    return UserError(
-        f"model.name_or_path: cannot load '{name}' ({hint}). Download it once with "
-        f"`hf download {name}` (after `hf auth login` for gated models) "
-        f"or point model.name_or_path to a local folder. [{err.__class__.__name__}]")
+    """A base model that cannot be loaded (errors.hub_error's line)."""
+    return _hub_error("model.name_or_path", name, err, otherwise="point model.name_or_path to a local folder")
 
 
 def in_hf_cache(name: str, filename: str = "config.json", revision: str | None = None) -> bool:

@@ -228,11 +228,6 @@ def plot_reward_tracking(rows: list[dict], path: Path, title: str = "SRPO reward
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ..fileio import atomic_write_with
+    from ..fileio import save_figure
 
-    try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
