@@ -143,16 +143,16 @@ def test_dpo_loss_types_come_from_trl():
 
 def test_dpo_baseline_trains_its_fresh_adapter_at_a_fresh_adapter_s_rate(tmp_path):
     """The plain-DPO arm starts a new adapter from the base; at SRPO's small rate (SRPO continues the
-    trained RW adapter) it would barely move. Default: the warmup's rate; baselines.dpo_learning_rate
+    trained RW adapter) it would barely move. Default: 3.5 x SRPO's rate (measured); baselines.dpo_learning_rate
     overrides; every other DPO setting stays SRPO's."""
     from saro_lite.baselines import dpo_learning_rate
     from saro_lite.recipe import RECIPES_DIR, load_recipe
     from saro_lite.training.trainer import dpo_config
 
     r = load_recipe(RECIPES_DIR / "qwen2.5-1.5b-instruct.yaml")
-    assert dpo_learning_rate(r) == r.warmup.learning_rate != r.srpo.learning_rate
+    assert dpo_learning_rate(r) == pytest.approx(3.5 * r.srpo.learning_rate)
     cfg = dpo_config(r, tmp_path, learning_rate=dpo_learning_rate(r))
-    assert cfg.learning_rate == r.warmup.learning_rate and cfg.beta == r.srpo.beta
+    assert cfg.learning_rate == pytest.approx(3.5 * r.srpo.learning_rate) and cfg.beta == r.srpo.beta
     assert dpo_config(r, tmp_path).learning_rate == r.srpo.learning_rate  # SRPO itself is unchanged
     r2 = load_recipe(RECIPES_DIR / "qwen2.5-1.5b-instruct.yaml", ["baselines.dpo_learning_rate=3e-5"])
     assert dpo_learning_rate(r2) == 3e-5
