@@ -111,4 +111,4 @@ def validation_prompts(r) -> set[str]:
 
 # The settings validation_prompts() reads besides seed and data (part of the data stage's fingerprint).
 VALIDATION_KEYS = ["pairs.source", "pairs.op_path", "pairs.pp_path", "pairs.use_op", "pairs.use_pp",
-                   "pairs.op_limit", "pairs.pp_limit", "pairs.val_size"]
+                   "pairs.op_limit", "pairs.pp_limit", "pairs.val_size", "pairs.length_balanced"]
