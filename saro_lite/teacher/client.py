@@ -11,7 +11,7 @@ Backends
   timeouts and dropped connections are retried with capped exponential backoff and full jitter,
   waiting at least what a Retry-After header asks; after `max_attempts` the item becomes a failed
   Result and the run goes on (or stops, with `stop_on_failure`).
-- `hf`: a local transformers model, generated in batches with saro_lite.generate.
+- `hf`: a local transformers model, generated in batches with saro_lite.modeling.generate.
 - `none`: no teacher; answers only what the cache already holds (rebuilds stay possible offline).
 
 The API key: read from os.environ[api_key_env] at call time, sent only in the Authorization header
@@ -66,7 +66,7 @@ class TeacherSettings:
     stop_on_failure: bool = False  # an item failing after max_attempts stops the run
     # Extra fields of the request body (openai backend), e.g. {"chat_template_kwargs": {...}} for vLLM.
     extra_body: dict | None = None
-    # Used by saro_lite.synth (how replies become records):
+    # Used by saro_lite.teacher.synthesis (how replies become records):
     samples: int = 1  # samples per prompt (k)
     malformed_retries: int = 2  # a malformed reply is re-asked (next sample index) this many times
     refusal_fallback: str = "placeholder"  # placeholder | base_model: when the teacher refuses the unsafe side
