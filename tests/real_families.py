@@ -17,7 +17,6 @@ $SARO_LITE_REAL_CACHE (default ~/.cache/saro-lite)/real-families/<sdist sha256[:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -99,17 +98,11 @@ def cache_root() -> Path:
     return Path(base).expanduser()
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_sdist() -> Path:
     """The llama-cpp-python sdist from the cache, else from PyPI with pip (downloaded, never built).
     A failure raises with pip's own last line: tests that need it fail, they do not skip."""
+    from saro_lite.modeling.sources import sha256_file
+
     folder = cache_root() / "sdists"
     path = folder / SDIST_FILE
     if path.exists() and sha256_file(path) == SDIST_SHA256:
