@@ -465,3 +465,15 @@ def test_throughput_with_injected_failures(env_key, tmp_path):
         assert rate > 20
     finally:
         stub.close()
+
+
+def test_teacher_settings_are_the_recipe_section_not_a_copy():
+    """One schema: the client's settings ARE recipe.Teacher (same fields and defaults) plus extra_body."""
+    from dataclasses import fields
+
+    from saro_lite.recipe import Teacher
+    from saro_lite.teacher.client import TeacherSettings
+
+    assert issubclass(TeacherSettings, Teacher)
+    assert {f.name for f in fields(TeacherSettings)} - {f.name for f in fields(Teacher)} == {"extra_body"}
+    assert TeacherSettings().temperature == Teacher().temperature and TeacherSettings().backend == "none"

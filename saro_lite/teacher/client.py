@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..recipe import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +49,12 @@ MAX_RETRY_AFTER = 600.0  # longer server-requested waits (a daily quota) fail th
 
 
 @dataclass
-class TeacherSettings:
-    """The recipe's `teacher` section (field names are the recipe keys)."""
+class TeacherSettings(Teacher):
+    """The recipe's `teacher` section (recipe.Teacher: the same fields, names and defaults) plus what only
+    code sets: extra fields of the request body (openai backend), e.g. {"chat_template_kwargs": {...}}
+    for vLLM. synthesis reads samples, malformed_retries, refusal_fallback, judge_filter and policy_path."""
 
-    backend: str = "none"  # none | openai | hf
-    base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
-    model: str | None = None  # the served model name (openai) or a hub id / local folder (hf)
-    api_key_env: str | None = None  # NAME of the environment variable holding the key; null: no key
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    concurrency: int = 4
-    max_attempts: int = 8  # per request, for 429/5xx/timeouts/connection errors
-    timeout: float = 120.0  # seconds per HTTP request
-    backoff_base: float = 1.0  # seconds; attempt n waits uniform(0, min(cap, base * 2**(n-1)))
-    backoff_cap: float = 60.0
-    price_per_1k_tokens: float | None = None  # for the cost estimate on the progress bar
-    stop_on_failure: bool = False  # an item failing after max_attempts stops the run
-    # Extra fields of the request body (openai backend), e.g. {"chat_template_kwargs": {...}} for vLLM.
     extra_body: dict | None = None
-    # Used by saro_lite.teacher.synthesis (how replies become records):
-    samples: int = 1  # samples per prompt (k)
-    malformed_retries: int = 2  # a malformed reply is re-asked (next sample index) this many times
-    refusal_fallback: str = "placeholder"  # placeholder | base_model: when the teacher refuses the unsafe side
-    judge_filter: bool = False  # opt-in: drop chosen sides whose refusal verdict disagrees with the kind
-    policy_path: str | None = None  # null: saro_lite/starter/policy.md
 
     def sampling(self) -> dict:
         """The settings that change a reply (part of the cache key)."""
