@@ -117,9 +117,9 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
 
     r, p = ctx.recipe, ctx.recipe.pairs
     prompts = read_jsonl(ctx.path("data/prompts.jsonl"))
-    with Progress(TextColumn("[bold]self path[/] sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=ctx.console) as progress:
-        task = progress.add_task("", total=len(prompts) * p.k)
+    with Progress(TextColumn("[bold]self path[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=ctx.console) as progress:
+        task = progress.add_task("sampling", total=len(prompts) * p.k)
         with Arms(ctx, ["rw"]).use("rw") as model:
             op, pp, report = run_self_pairs(model, ctx.tokenizer(), ctx.renderer(), prompts, k=p.k,
                                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,

@@ -239,8 +239,15 @@ def test_self_path_on_the_tiny_rw_model(tiny_run, tiny_recipe, tokenizer, tmp_pa
     trace = {prompts[0]["id"]: [S(32, False, steps=["The request is unclear.", "Let me think."], answer="",
                                   finished=False)]}
     stats: dict = {}
-    pp = self_pp_cot(model, tokenizer, renderer, prompts, trace, seed=0, safety_failures_only=False, stats=stats,
-                     **kw)
+    from rich.progress import Progress
+
+    with Progress(disable=True) as progress:  # the bar's total grows by the continuations it then counts
+        task = progress.add_task("sampling", total=3)
+        progress.advance(task, 3)
+        pp = self_pp_cot(model, tokenizer, renderer, prompts, trace, seed=0, safety_failures_only=False,
+                         stats=stats, progress=progress, task=task, **kw)
+        bar = progress.tasks[0]
+        assert (bar.completed, bar.total, bar.description) == (5, 5, "PP-COT continuations")
     assert stats["cuts"] == 1 and stats["attempts"] == 1 and stats["pairs"] == len(pp)
     _check(pp, "pp", shape="pp")
     (tmp_path / "selfpath_report.json").write_text(json.dumps({"tiny_model": True, "max_new_tokens": 32, "k": 2,

@@ -300,6 +300,11 @@ def self_pp_cot(model, tokenizer, renderer, prompts: list[dict], samples_by_prom
         if not pending:
             break
         base = [renderer.pp_prompt(plans[i]["prompt"]["prompt"], plans[i]["prefix"]) for i in pending]
+        if progress is not None and task is not None:
+            # the bar counted the k samples per prompt; the two continuations per cut come on top
+            current = next(t for t in progress.tasks if t.id == task)
+            progress.update(task, total=(current.total or 0) + 2 * len(pending),
+                            description="PP-COT continuations")
         gen_c = generate(model, tokenizer, [b + cue for b in base], max_new_tokens, batch_size, do_sample=True,
                          temperature=temperature, seed=seed + 2 * t, progress=progress, task=task, loop=loop)
         gen_r = generate(model, tokenizer, base, max_new_tokens, batch_size, do_sample=True,
