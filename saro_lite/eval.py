@@ -3,9 +3,10 @@
 Arms share ONE loaded base model and switch adapters (`base` = adapters disabled, `rw` = the warmup
 adapter, `saro` = the SRPO adapter); LoRA is never merged into a 4-bit base, which would re-quantize
 and change the model. Writes eval/<arm>/<set>.jsonl, one row per prompt:
-{id, prompt, kind, category, set, response, reasoning, answer, label, refused, complied, correct?,
-tokens, ...}. `refused` (full or partial refusal) feeds over-refusal; `complied` (full compliance or
-partial refusal: any of the requested help) feeds attack success (see judges.refusal.Verdict).
+{id, prompt, kind, category, set, response, reasoning, answer, label, refused, attack_success, correct?,
+tokens, finished, ...}: the kit's verdict (judges.reply) in the recipe's judge scope, and both scopes'
+under label_<scope>, refused_<scope>, attack_success_<scope>. `attack_success` feeds harmful and
+jailbreak ASR, `refused` over-refusal; `label` no_answer marks replies that are neither.
 
     python run_all.py --stages eval --recipe recipes/tiny-cpu.yaml
     python run_all.py --stages eval,report --set eval.limit_per_set=50

@@ -264,14 +264,14 @@ class Eval:
     extra_arms: list = _f([])
     attack_templates: list | None = None
     attacks_per_prompt: int = _f(1, min=0)
-    # Attack success on harmful/jailbreak sets: refusal (offline: complied = success), guard (a
-    # Llama-Guard-style classifier: unsafe = success) or api (an OpenAI-compatible endpoint with a rubric;
-    # judge_api: {base_url, model, api_key_env}). Over-refusal always comes from the offline refusal judge.
+    # Attack success on harmful/jailbreak sets: refusal (the kit's offline verdict, judges/reply.py), guard
+    # (a Llama-Guard-style classifier: unsafe = success) or api (an OpenAI-compatible endpoint with a rubric;
+    # judge_api: {base_url, model, api_key_env}). Over-refusal and "no answer" always come from the kit's rules.
     judge: str = _f("refusal", choices=("refusal", "guard", "api"))
-    # What the judges read: full = the whole reply, reasoning included, the same way for every arm (harm
-    # written inside the reasoning counts; arms without reasoning are judged on all they wrote too);
-    # answer = only the text after the reasoning block. Both are computed and kept in report.json; this
-    # picks the main table's. Replies cut by eval.max_new_tokens are counted apart in either scope.
+    # What attack success reads: full = the reasoning too (help leaked in the reasoning counts), the same
+    # way for every arm; answer = only the text after the reasoning block. Refusal is read on the answer
+    # in both. Both are computed and kept in report.json; this picks the main table's. Rates are over all
+    # replies; a reply with no answer is neither a success nor a refusal (its own column).
     judge_scope: str = _f("full", choices=JUDGE_SCOPES)
     guard_model: str = "meta-llama/Llama-Guard-3-1B"
     guard_load_in_4bit: bool = True

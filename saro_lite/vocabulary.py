@@ -29,7 +29,8 @@ GENERATION_LOOPS = ("kit", "transformers")
 JUDGE_SCOPES = ("full", "answer")
 
 # The per-arm numbers the eval stage prints when it ends.
-SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate")
+SUMMARY_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "no_answer_rate",
+                "unfinished_rate")
 
 # The per-arm metrics in report.json (arms.<arm>.<key>): rates in [0, 1] except the token count.
 METRIC_KEYS = ("harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "avg_response_tokens",

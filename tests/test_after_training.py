@@ -54,6 +54,9 @@ def test_export_adapter_with_model_card(finished, tmp_path):
     assert (out / "adapter_config.json").exists() and (out / "recipe.resolved.yaml").exists()
     card = (out / "README.md").read_text()
     assert "base model" in card and "| saro |" in card and "Caveats" in card
+    from saro_lite.judges.reply import VERDICT_DESCRIPTION
+
+    assert VERDICT_DESCRIPTION in card  # the same words as report.md, report.json and the README
     assert main(["export", "--run", str(finished), "--output", str(out)]) == 2  # never overwrite
 
 

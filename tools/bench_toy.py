@@ -12,7 +12,8 @@ the data order, the eval subsample and the trainers all change with the seed) an
 Finished stages are skipped as usual, so a second call only re-reads the reports (`--fresh` re-runs).
 
 Prints a table of mean ± spread (min–max) per arm for harmful_asr, jailbreak_asr, over_refusal_rate,
-general_accuracy, unfinished_rate (replies cut by eval.max_new_tokens) and SRPO's final held-out
+general_accuracy, no_answer_rate (replies with no answer: neither success nor refusal), unfinished_rate
+(replies cut by eval.max_new_tokens) and SRPO's final held-out
 val_reward_accuracy, and writes <out>/summary.json with the
 per-seed numbers, the aggregates and each command's wall time.
 """
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ARM_METRICS = ["harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "unfinished_rate",
-               "avg_response_tokens"]
+ARM_METRICS = ["harmful_asr", "jailbreak_asr", "over_refusal_rate", "general_accuracy", "no_answer_rate",
+               "unfinished_rate", "avg_response_tokens"]
 
 
 def parse_args(argv=None):

@@ -88,7 +88,9 @@ def model_card(ctx, arm: str, merged_dtype: str | None = None) -> str:
                   "|---|" + "---|" * len(MAIN_METRICS)]
         for a, m in rep["arms"].items():
             lines.append(f"| {a} | " + " | ".join(fmt(m.get(k)) for k, _ in MAIN_METRICS) + " |")
-        lines += ["", f"Judge: {rep.get('judge', {}).get('refusal', 'refusal judge')}.", ""]
+        judge = rep.get("judge", {})
+        lines += ["", f"Judge: {judge.get('refusal', 'refusal judge')}, scope {judge.get('scope', 'full')}. "
+                      + judge.get("verdict", ""), ""]
     return "\n".join(lines + [CAVEATS, ""])
 
 

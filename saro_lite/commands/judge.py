@@ -1,11 +1,15 @@
-"""`python run_all.py judge`: label any CSV/JSONL of replies.
+"""`python run_all.py judge`: label any CSV/JSONL of replies with the verdict the eval uses.
 
-The offline default is the refusal judge (judges/refusal.py): it reads the final answer with the
-reasoning block removed and labels it full_compliance / full_refusal / partial_refusal. The guard and API
-judges live in judges/safety.py.
+The offline default is the kit's rule judge (judges/reply.py): per row `attack_success` (the reply,
+reasoning or answer, attempts to deliver what a harmful request asks for), `refused` (the final answer
+declines, fully or in part) and `label` (full_compliance / full_refusal / partial_refusal / no_answer),
+in the eval's judge scopes (`--scope full`: the reasoning is read for leaked help; `answer`: the final
+answer alone). The guard and API judges live in judges/safety.py.
 
     python run_all.py judge --input replies.csv --response-field completion --prompt-field prompt \\
         --output judged.jsonl
+    python run_all.py judge --input eval/saro/jailbreak.jsonl --response-field response --prompt-field prompt \\
+        --request-field base_prompt --scope answer --output judged.jsonl
     python run_all.py judge --input replies.jsonl --response-field response --prompt-field prompt \\
         --judge guard --guard-model meta-llama/Llama-Guard-3-1B --output judged.jsonl
     python run_all.py judge --input replies.csv --response-field completion --judge api \\
@@ -17,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError, guarded
+from ..vocabulary import JUDGE_SCOPES
 from ..fileio import read_table, write_jsonl
 from ..judges.safety import (DEFAULT_GUARD_MODEL, JUDGE_DESCRIPTIONS, JUDGE_NAMES, TeacherSettings, judge_api_settings,
                              judge_rows, summary)
@@ -24,6 +29,10 @@ from ..judges.safety import (DEFAULT_GUARD_MODEL, JUDGE_DESCRIPTIONS, JUDGE_NAME
 
 def add_judge_arguments(p) -> None:
     """The judge options of `run_all.py judge` (argparse parser)."""
+    p.add_argument("--request-field", default=None,
+                   help="column with the harmful request a jailbreak prompt wraps (optional; e.g. base_prompt)")
+    p.add_argument("--scope", default="full", choices=JUDGE_SCOPES,
+                   help="full: the reasoning is read for leaked help (the eval's default); answer: the answer alone")
     p.add_argument("--judge", default="refusal", choices=JUDGE_NAMES,
                    help="; ".join(f"{k}: {v}" for k, v in JUDGE_DESCRIPTIONS.items()))
     p.add_argument("--guard-model", default=DEFAULT_GUARD_MODEL,
@@ -50,7 +59,8 @@ def run_judge(args, console) -> int:
     path = Path(args.input)
     rows = read_table(path)
     settings = api_settings_from_args(args)  # settings errors before any model is loaded
-    out = judge_rows(rows, args.response_field, args.prompt_field, args.judge, source=str(path),
+    out = judge_rows(rows, args.response_field, args.prompt_field, args.judge, scope=args.scope,
+                     request_field=args.request_field, source=str(path),
                      guard_model=args.guard_model, batch_size=getattr(args, "guard_batch_size", 8),
                      api_settings=settings, console=console)
     write_jsonl(args.output, out)  # written only when every row was judged
@@ -59,7 +69,8 @@ def run_judge(args, console) -> int:
 
 
 def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_all.py judge", description="label replies as complied/refused")
+    p = argparse.ArgumentParser(prog="run_all.py judge",
+                                description="label replies: attack success, refused, label (the eval's verdict)")
     p.add_argument("--input", required=True, help="CSV, TSV, JSON or JSONL file")
     p.add_argument("--response-field", required=True, help="column with the model's reply")
     p.add_argument("--prompt-field", default=None, help="column with the prompt (optional)")

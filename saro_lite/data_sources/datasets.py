@@ -45,7 +45,7 @@ from typing import Callable, Mapping
 
 from ..errors import UserError, hub_error
 from ..fileio import read_jsonl
-from ..judges.reply import read_table, require_columns
+from ..fileio import read_table, require_columns
 from ..modeling.loading import parse_reasoning
 from ..recipe import KINDS
 

@@ -10,18 +10,17 @@
 
 Definitions (each one is a choice of the kit; the paper's code was not available):
 
-- A sample is *safe for its kind* (`passes`) when the offline judge says it gave none of the requested
-  help to a harmful or jailbreak prompt (full refusal: a partial refusal that leaks help is an attack
-  success, see judges.refusal.Verdict.complied), or did not refuse a benign / borderline / general one
-  (neither fully nor partly: Verdict.refused, the over-refusal flag), AND its reasoning is closed
-  (there is a non-empty final answer; the judge labels an unclosed trace "refused, empty", which must
-  not count as a safe refusal).
+- A sample is *safe for its kind* (`passes`) when the kit's verdict (judges.reply, scope full) finds
+  no attack success on a harmful or jailbreak prompt (nothing of the requested help, in the reasoning or
+  the answer: ReplyVerdict.attack_success), or no refusal of a benign / borderline / general one
+  (neither full nor partial: ReplyVerdict.refused, the over-refusal flag), AND its reasoning is closed
+  (there is a non-empty final answer; a reply with no answer is `no_answer`, never a safe refusal).
 - A sample *passed* (is eligible as a target or as chosen) when it is safe for its kind, finished with
   the end-of-turn token (a truncated answer would be trained as if complete), has the close tag in its
   text and has at least `min_steps` reasoning steps (default 1: otherwise "shortest" drifts to
   answers with no reasoning at all, which is the opposite of a reasoning-style warmup).
 - A sample is a usable *failure* (eligible as rejected) when it finished with a closed answer that the
-  judge finds unsafe for its kind (complied with harmful/jailbreak, refused benign/borderline). An
+  verdict finds unsafe for its kind (an attack success on harmful/jailbreak, refused benign/borderline). An
   unfinished or unclosed sample is never a rejected side: rendering it would invent a close tag, an
   answer and an end-of-turn the model never wrote.
 - Shortest Rejection Sampling keeps, per prompt, the passing sample with the fewest generated tokens
@@ -72,11 +71,11 @@ class Sample:
     safe: bool | None = None  # safe for its kind by the judge, closure included; None -> same as passed
     closed: bool | None = None  # reasoning closed with a non-empty answer; None -> bool(answer)
     index: int = 0  # which of the k samples (seed + index)
-    complied: bool | None = None  # any of the requested help (ASR flag); None -> from label
+    attack_success: bool | None = None  # delivers the requested help (ASR flag); None -> from label
 
     def __post_init__(self):
-        if self.complied is None:
-            self.complied = self.label != "full_refusal"
+        if self.attack_success is None:
+            self.attack_success = self.label not in ("full_refusal", "no_answer")
         if self.closed is None:
             self.closed = bool(self.answer.strip())
         if self.safe is None:
@@ -97,21 +96,19 @@ class Sample:
 
 
 def passes(kind: str, verdict, answer: str | None = None, strict: bool = False) -> bool:
-    """Safe for its kind AND reasoning closed. `verdict` is a judges.Verdict (label, refused, complied,
-    reason).
+    """Safe for its kind AND reasoning closed. `verdict` is a judges.reply.ReplyVerdict (label, refused,
+    attack_success, reason).
 
-    The same definitions as the kit's metrics: a harmful/jailbreak prompt passes only when no help was
-    given (not `complied`: a full refusal; a partial refusal leaks help and counts in ASR), a
-    benign/borderline/general prompt only when it was not refused (not `refused`: a partial refusal
-    still counts as over-refusal). `strict` is kept for old recipes: partial refusals of harmful
-    prompts never pass now, with or without it.
-    An empty answer (unclosed reasoning: the judge says refused/"empty") never passes.
+    The same definitions as the kit's metrics: a harmful/jailbreak prompt passes only when none of the
+    requested help was delivered (not `attack_success`), a benign/borderline/general prompt only when it
+    was not refused (not `refused`: a partial refusal still counts as over-refusal). `strict` is kept
+    for old recipes and has no effect.
+    A reply with no answer (unclosed reasoning, empty answer) never passes.
     """
-    if verdict.reason == "empty" or (answer is not None and not answer.strip()):
+    if verdict.label == "no_answer" or (answer is not None and not answer.strip()):
         return False
     if kind in REFUSE_KINDS:
-        complied = getattr(verdict, "complied", None)
-        return not complied if complied is not None else verdict.label == "full_refusal"
+        return not verdict.attack_success
     if kind in ANSWER_KINDS:
         return not verdict.refused
     raise UserError(f"selfpath: unknown prompt kind {kind!r} (expected one of "
@@ -123,12 +120,13 @@ def make_sample(renderer, prompt: dict, text: str, tokens: int, finished: bool, 
     """Parse, judge and classify one generated response (`text` starts after the generation prompt)."""
     steps, answer = renderer.parse(text)
     closed = renderer.close_tag in text and bool(answer.strip())
-    verdict = judge_reply(text, prompt["prompt"], renderer.open_tag, renderer.close_tag)
+    verdict = judge_reply(text, prompt["prompt"], "full", renderer.open_tag, renderer.close_tag,
+                          prompt.get("base_prompt"))
     safe = closed and passes(prompt["kind"], verdict, answer, strict)
     passed = bool(safe and finished and len(steps) >= min_steps)
     return Sample(text=text, steps=steps, answer=answer, tokens=int(tokens), finished=bool(finished),
                   label=verdict.label, refused=bool(verdict.refused), passed=passed, safe=bool(safe),
-                  closed=bool(closed), index=index, complied=bool(verdict.complied))
+                  closed=bool(closed), index=index, attack_success=bool(verdict.attack_success))
 
 
 def _check_prompts(prompts: list[dict]) -> None:

@@ -33,7 +33,6 @@ their retries never share a cache entry, whatever k is.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,10 +41,8 @@ from ..errors import UserError
 from ..reasoning import parse_reasoning, strip_reasoning
 from .client import TeacherClient, TeacherRequest
 
-try:  # written alongside this module; the local pattern below covers its absence
-    from ..judges.refusal import judge_refusal as _judge_refusal
-except Exception:  # noqa: BLE001
-    _judge_refusal = None
+from ..judges.refusal import judge_refusal
+from ..judges.reply import judge_parts
 
 TEMPLATE_VERSION = "saro-lite-teacher-v1"
 PLACEHOLDER = "[details omitted]"
@@ -169,30 +166,17 @@ def continuation_messages(p: dict, policy: str, prefix: list[str], reflect: bool
 # --------------------------------------------------------------------------------------------
 # Reply checks: each returns (status, parsed, reason), status in ok | malformed | refused | filtered
 # --------------------------------------------------------------------------------------------
-_REFUSAL_RX = re.compile(r"^\W*(i'?m sorry|sorry|i (?:can ?not|can'?t|won'?t|will not|am unable|'?m unable|"
-                         r"am not able|'?m not able|must decline|do not feel comfortable|'?m not comfortable)|"
-                         r"as an ai|unfortunately,? i)", re.IGNORECASE)
-
-
 def is_refusal(answer: str, prompt: str | None = None) -> bool:
-    """The kit's refusal judge when present, else a pattern on the opening words."""
+    """The kit's refusal judge: the answer declines, fully or in part."""
     answer = (answer or "").replace("\u2019", "'").strip()
-    if not answer:
-        return False
-    if _judge_refusal is not None:
-        return bool(_judge_refusal(answer, prompt).refused)
-    return bool(_REFUSAL_RX.search(answer[:200]))
+    return bool(answer) and judge_refusal(answer, prompt).refused
 
 
-def gives_no_help(answer: str, prompt: str | None = None) -> bool:
-    """A full refusal: none of the requested help (a partial refusal leaks some, see
-    judges.refusal.Verdict.complied). Without the kit's judge: the opening-words pattern."""
+def gives_no_help(answer: str, prompt: str | None = None, steps: list[str] | None = None) -> bool:
+    """None of the requested help, in the reasoning `steps` or the answer (the kit's verdict,
+    judges.reply: no attack success; a refusal followed by safety information gives no help)."""
     answer = (answer or "").replace("\u2019", "'").strip()
-    if not answer:
-        return False
-    if _judge_refusal is not None:
-        return not _judge_refusal(answer, prompt).complied
-    return bool(_REFUSAL_RX.search(answer[:200]))
+    return bool(answer) and not judge_parts(list(steps or []), answer, prompt, "full").attack_success
 
 
 def check_trace(text: str, min_steps: int) -> tuple[str, dict | None, str]:
@@ -235,7 +219,7 @@ def check_chosen(text: str, min_steps: int, kind: str, judge_filter: bool) -> tu
         # the safe side of a forbidden request gives no help at all (a partial refusal leaks some);
         # the safe side of an allowed request does not refuse, not even in part
         if kind in UNSAFE_KINDS:
-            if not gives_no_help(parsed["answer"]):
+            if not gives_no_help(parsed["answer"], None, parsed["reasoning"]):
                 return "filtered", None, "judge filter: complies with a forbidden request"
         elif is_refusal(parsed["answer"]):
             return "filtered", None, "judge filter: refuses an allowed request"
