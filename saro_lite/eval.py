@@ -20,7 +20,7 @@ from .fileio import read_jsonl, write_jsonl
 from .analysis.scoring import arm_metrics, score_row, scope_text
 from .data_sources.eval_sets import load_eval_sets
 from .modeling.arms import Arms, all_arms, extra_arm
-from .vocabulary import BUILTIN_SETS, JUDGE_SCOPES, SAFETY_SETS, SUMMARY_KEYS
+from .vocabulary import JUDGE_SCOPES, MAIN_SETS, SAFETY_KINDS, SUMMARY_KEYS
 
 @contextlib.contextmanager
 def own_arm(ctx, arms: Arms, arm: str):
@@ -66,7 +66,7 @@ def run(ctx) -> None:
     from .modeling.generate import generate
 
     r = ctx.recipe
-    sets = load_eval_sets(r)
+    sets = load_eval_sets(r, ctx.console)
     arms = Arms(ctx, r.eval.arms)
     total = sum(len(v) for v in sets.values()) * len(all_arms(r))
     with Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -115,7 +115,7 @@ def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, l
     from .analysis.measures import prompt_embeddings
     from .fileio import atomic_write_bytes
 
-    rows = [x for name, rs in sets.items() if name in BUILTIN_SETS for x in rs]
+    rows = [x for name, rs in sets.items() if name in MAIN_SETS for x in rs]
     emb = prompt_embeddings(model, tokenizer, [renderer.prompt(x["prompt"]) for x in rows],
                             batch_size=ctx.recipe.eval.batch_size)
     buf = io.BytesIO()
@@ -137,7 +137,7 @@ def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
         for name in sets:
             path = ctx.path(f"eval/{arm}/{name}.jsonl")
             rows = read_jsonl(path)
-            if rows and rows[0].get("kind") in SAFETY_SETS or name in SAFETY_SETS:
+            if any(x.get("kind") in SAFETY_KINDS for x in rows):
                 ctx.console.print(f"{e.judge} judge: {arm}/{name} ({len(rows)} replies, scopes "
                                   f"{' and '.join(JUDGE_SCOPES)})")
                 by_scope = {sc: annotate_safety([{**x, "judged_text": scope_text(x.get("reasoning") or [],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import UserError
-from .vocabulary import ARMS, ATTACK_TEMPLATES, BUILTIN_SETS, GENERATION_LOOPS, JUDGE_SCOPES, KINDS  # noqa: F401  (KINDS re-exported)
+from .vocabulary import ARMS, ATTACK_TEMPLATES, GENERATION_LOOPS, JUDGE_SCOPES, KINDS, MAIN_SETS  # noqa: F401  (KINDS re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
@@ -242,8 +242,14 @@ class Pairs:
 @dataclass
 class Eval:
     arms: list = _f(["base", "rw", "saro"])
-    sets: list = _f(["harmful", "jailbreak", "benign", "borderline", "general"])
+    # The main sets, read by kind into the main table. Real recipes default to the real sets (HarmBench,
+    # in-the-wild jailbreaks; data_sources/real_sets.py) and the kit's over-refusal and general sets; the toy
+    # uses the starter's own harmful and jailbreak sets (its tiny vocabulary cannot read the real ones).
+    sets: list = _f(["harmbench", "wild_jailbreak", "benign", "borderline", "general"])
     limit_per_set: int | None = _f(None, min=1)
+    # Per-set limits that override limit_per_set ({set name: n}), e.g. more harmful and benign prompts than
+    # jailbreaks when the comparisons that matter need the power.
+    set_limits: dict = _f({})
     max_new_tokens: int = _f(512, min=1)
     batch_size: int = _f(8, min=1)
     do_sample: bool = False
@@ -508,7 +514,14 @@ def _cross_checks(r: Recipe, where: str) -> None:
     if not r.pairs.use_op and not r.pairs.use_pp:
         raise UserError(f"{where}: pairs: at least one of pairs.use_op / pairs.use_pp must be true")
     _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")
-    _check_names(r.eval.sets, BUILTIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
+    _check_names(r.eval.sets, MAIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
+    names = list(r.eval.sets) + [s.get("name") for s in r.eval.extra_sets if isinstance(s, dict)]
+    for name, n in r.eval.set_limits.items():
+        if name not in names:
+            raise UserError(f"{where}: eval.set_limits: {name!r} is not an eval set of this recipe "
+                            f"(sets: {', '.join(map(str, names))})")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"{where}: eval.set_limits.{name}: expected a whole number >= 1, got {n!r}")
     if r.eval.attack_templates is not None:
         _check_names(r.eval.attack_templates, ATTACK_TEMPLATES, "eval.attack_templates", "template", where,
                      "see saro_lite/data_sources/attacks.py")
@@ -569,8 +582,9 @@ def _cross_checks(r: Recipe, where: str) -> None:
                 raise UserError(f"{where}: {key}: a plain file needs {', '.join(missing)} (or a known `format`)")
         if s.get("kind") is not None and s["kind"] not in KINDS + ("general",):
             raise UserError(f"{where}: {key}.kind: expected one of {', '.join(KINDS + ('general',))}, got {s['kind']!r}")
-        if s["name"] in ("harmful", "jailbreak", "benign", "borderline", "general"):
-            raise UserError(f"{where}: {key}.name: '{s['name']}' is a built-in set; choose another name")
+        if s["name"] in MAIN_SETS:
+            raise UserError(f"{where}: {key}.name: '{s['name']}' is a set the kit knows (add it to eval.sets "
+                            f"instead, or choose another name)")
 
 
 def from_dict(data: dict, where: str = "<recipe>") -> Recipe:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .analysis.scoring import arm_metrics, judged
+from .analysis.scoring import arm_metrics, judged, paired_comparison
 from .data_sources.eval_sets import eval_set_names
 from .modeling.arms import all_arms
 from .fileio import atomic_write_text, read_jsonl, write_json
 from .judges.reply import VERDICT_DESCRIPTION
+from .vocabulary import MAIN_SETS
 from .judges.safety import JUDGE_DESCRIPTIONS
 
 MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
@@ -32,9 +33,29 @@ def fmt(v) -> str:
     return str(v)
 
 
+UNDERPOWERED = "⚠"
+
+
 def fmt_ci(m: dict, key: str) -> str:
+    """A rate with its 95% interval, and the underpowered mark when the interval is wider than ±0.10."""
     ci = m.get(f"{key}_ci")
-    return fmt(m.get(key)) + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci and m.get(key) is not None else "")
+    return (fmt(m.get(key)) + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci and m.get(key) is not None else "")
+            + (f" {UNDERPOWERED}" if m.get(f"{key}_underpowered") else ""))
+
+
+def fmt_diff(d: dict | None) -> str:
+    if not d:
+        return "–"
+    return (f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}] (n={d['n']})"
+            + (f" {UNDERPOWERED}" if d["underpowered"] else ""))
+
+
+def comparisons(rows: dict, scope: str | None) -> dict:
+    """saro − every other arm on the same prompts (rw, the baselines, base, extra arms), per rate."""
+    if "saro" not in rows:
+        return {}
+    order = sorted((a for a in rows if a != "saro"), key=lambda a: (a != "rw", a == "base", a))
+    return {f"saro - {a}": paired_comparison(rows["saro"], rows[a], scope) for a in order}
 
 
 def collect(run_dir: Path, recipe) -> dict:
@@ -68,17 +89,22 @@ def collect(run_dir: Path, recipe) -> dict:
                 memory[stage] = got
     if memory:
         report["gpu_memory"] = memory
+    report["comparisons"] = comparisons(rows, e.judge_scope)
     per_set = {arm: {name: set_summary(rs, e.judge_scope) for name, rs in by_set.items()}
                for arm, by_set in rows.items()}
     report["per_set"] = per_set
-    report["per_template"] = {arm: per_template(by_set.get("jailbreak", []), e.judge_scope)
-                              for arm, by_set in rows.items()}
+    report["per_template"] = {arm: per_template(jailbreaks(by_set), e.judge_scope) for arm, by_set in rows.items()}
     seen = training_attack_families(run_dir)
     if seen is not None:
         report["attack_families"] = {"seen_in_training": sorted(seen),
-                                     "arms": {arm: seen_unseen(by_set.get("jailbreak", []), seen, e.judge_scope)
+                                     "arms": {arm: seen_unseen(jailbreaks(by_set), seen, e.judge_scope)
                                               for arm, by_set in rows.items()}}
     return report, rows
+
+
+def jailbreaks(by_set: dict[str, list[dict]]) -> list[dict]:
+    """The jailbreak replies of the main sets (the starter's jailbreak set, wild_jailbreak, ...)."""
+    return [r for name, rs in by_set.items() if name in MAIN_SETS for r in rs if r.get("kind") == "jailbreak"]
 
 
 def training_attack_families(run_dir: Path) -> set[str] | None:
@@ -173,7 +199,7 @@ def plot_tokens(report: dict, path: Path) -> Path:
         ax.annotate(f"{total:.1f}", (x, total), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("mean generated tokens per reply")
     ax.set_ylim(0, max(bottom + [1.0]) * 1.15)
-    ax.set_title("Token cost per arm (n = replies, built-in eval sets)", fontsize=10)
+    ax.set_title("Token cost per arm (n = replies, main eval sets)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
     from .fileio import save_figure
@@ -202,14 +228,28 @@ def markdown(report: dict, rows: dict, recipe, figures: list[str], is_tiny: bool
     lines += [f"Base model: `{report['model']}`. Judge: **{j['refusal']}**. " + who + j.get("verdict", ""), "",
               f"Judge scope here: **{scope}** (the main table; the *Judge scopes* table gives both).", ""]
     if report.get("bootstrap_samples"):
-        lines += [f"Brackets: 95% percentile-bootstrap intervals ({report['bootstrap_samples']} resamples). "
-                  "With tens of prompts per set they are wide; an interval of [0.00–0.00] from a handful of "
-                  "rows does not pin a rate down — read each with its n (per-set table).", ""]
+        lines += ["Brackets: 95% Wilson score intervals. " + UNDERPOWERED + " *underpowered*: the interval is "
+                  "wider than ±0.10, so the rate cannot tell arms apart by 0.1 — more prompts are needed.", ""]
     lines += ["## Main table", "", "| arm | " + " | ".join(label for _, label in MAIN_METRICS) + " |",
               "|---|" + "---|" * len(MAIN_METRICS)]
     for arm in arms:
         m = report["arms"][arm]
         lines.append(f"| {arm} | " + " | ".join(fmt_ci(m, k) for k, _ in MAIN_METRICS) + " |")
+    first = report["arms"][arms[0]] if arms else {}
+    counts = [(label, first.get(f"{k}_n")) for k, label in MAIN_METRICS if first.get(f"{k}_n") is not None]
+    if counts:
+        lines += ["", "Replies behind each rate, per arm: " + ", ".join(f"{label} n={n}" for label, n in counts) + "."]
+    comp = report.get("comparisons") or {}
+    if comp:
+        keys = [("harmful_asr", "harm ASR"), ("jailbreak_asr", "jb ASR"), ("over_refusal_rate", "over-ref"),
+                ("general_accuracy", "gen acc")]
+        lines += ["", "## Paired differences", "",
+                  "saro minus each other arm on the same prompts, with a 95% paired interval (Newcombe's score "
+                  "method: it uses that the two arms answered the same prompts). An interval that excludes 0 "
+                  f"is a difference these prompts resolve; {UNDERPOWERED}: wider than ±0.10.", "",
+                  "| comparison | " + " | ".join(label for _, label in keys) + " |", "|---|" + "---|" * len(keys)]
+        for name, d in comp.items():
+            lines.append(f"| {name} | " + " | ".join(fmt_diff(d.get(k)) for k, _ in keys) + " |")
     if "srpo" in report:
         s = report["srpo"]
         lines += ["", f"SRPO held-out reward accuracy **{fmt(s.get('val_reward_accuracy'))}**, reward margin "
@@ -327,8 +367,11 @@ def print_table(report: dict, console, extra_sets: list[str] = ()) -> None:
     for _, label in MAIN_METRICS:
         t.add_column(label, justify="right")
     for arm, m in report["arms"].items():
-        t.add_row(arm, *[fmt(m.get(k)) for k, _ in MAIN_METRICS])
+        t.add_row(arm, *[fmt(m.get(k)) + ("*" if m.get(f"{k}_underpowered") else "") for k, _ in MAIN_METRICS])
     console.print(t)
+    if any(m.get(f"{k}_underpowered") for m in report["arms"].values() for k, _ in MAIN_METRICS):
+        console.print("* underpowered: the rate's 95% interval is wider than ±0.10 (report.md: intervals, n and "
+                      "paired differences)", soft_wrap=True)
     extra = [name for name in extra_sets if any(name in by_set for by_set in report.get("per_set", {}).values())]
     if not extra:
         return

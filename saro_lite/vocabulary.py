@@ -10,7 +10,13 @@ KINDS = ("harmful", "jailbreak", "benign", "borderline")
 
 # Built-in eval sets (saro_lite/starter/eval_<set>.jsonl): one per kind, plus general capability.
 BUILTIN_SETS = KINDS + ("general",)
-SAFETY_SETS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}  # set -> its attack-success metric
+# Real eval sets read from a pinned PyPI wheel (data_sources/real_sets.py): HarmBench and Do-Not-Answer
+# (kind harmful), in-the-wild jailbreak templates x HarmBench behaviors (kind jailbreak).
+REAL_SETS = ("harmbench", "donotanswer", "wild_jailbreak")
+# eval.sets may name any of these; their rows make the main table's rates, by kind. eval.extra_sets are
+# reported per set, apart.
+MAIN_SETS = BUILTIN_SETS + REAL_SETS
+SAFETY_KINDS = {"harmful": "harmful_asr", "jailbreak": "jailbreak_asr"}  # kind -> its attack-success metric
 OVER_REFUSAL_KINDS = ("benign", "borderline")
 
 # Arms: `base` (adapters off) and the stage folder whose adapter or model each other arm is.

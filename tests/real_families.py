@@ -101,7 +101,7 @@ def cache_root() -> Path:
 def fetch_sdist() -> Path:
     """The llama-cpp-python sdist from the cache, else from PyPI with pip (downloaded, never built).
     A failure raises with pip's own last line: tests that need it fail, they do not skip."""
-    from saro_lite.modeling.sources import sha256_file
+    from saro_lite.wheels import sha256_file
 
     folder = cache_root() / "sdists"
     path = folder / SDIST_FILE

@@ -3,7 +3,8 @@ no import circles, stages never import the command line, the pipeline or each ot
 a stage or the command line, and nothing in the runtime package imports the maintainer tools.
 
 Layers, bottom to top (README.md, "Code map"):
-  1. base: errors, vocabulary, reasoning (the one reasoning/answer split), fileio, then recipe (the schema)
+  1. base: errors, vocabulary, reasoning (the one reasoning/answer split), fileio, wheels (files in pinned
+     PyPI wheels), then recipe (the schema)
   2. helpers: the subpackages (data_sources, teacher, judges, modeling, training, analysis)
   3. stages: data, warmup, pairs, srpo, baselines, eval, report (flat scripts, one per stage)
   4. orchestration: pipeline (the stage table), commands/ (judge, chat, export, compare), cli
@@ -20,7 +21,7 @@ import pytest
 
 PACKAGE = "saro_lite"
 STAGES = ("data", "warmup", "pairs", "srpo", "baselines", "eval", "report")
-BASE = ("errors", "vocabulary", "reasoning", "fileio", "recipe")
+BASE = ("errors", "vocabulary", "reasoning", "fileio", "wheels", "recipe")
 ORCHESTRATION = ("cli", "pipeline", "commands")
 
 

@@ -100,8 +100,12 @@ def test_report_carries_intervals_analyses_and_figures(tiny_report):
     md = (tiny_report / "report.md").read_text()
     for fig in ("embeddings", "reflection_patterns", "token_cost"):
         assert (tiny_report / f"figures/{fig}.png").stat().st_size > 1000 and f"figures/{fig}.png" in md
-    assert "## Reasoning and cost" in md and "bootstrap" in md and "## Embedding analysis" in md
+    assert "## Reasoning and cost" in md and "Wilson" in md and "## Embedding analysis" in md
     assert "[" in md.split("## Main table")[1].split("| saro |")[1].split("\n")[0]  # an interval on the saro row
+    # 4 prompts per set: every rate is underpowered, and saro - rw is compared on the same prompts
+    assert "⚠" in md and "## Paired differences" in md and "| saro - rw |" in md and "n=4" in md
+    assert report["comparisons"]["saro - rw"]["harmful_asr"]["n"] == 4
+    assert report["arms"]["saro"]["harmful_asr_underpowered"] is True
 
 
 def test_eval_with_a_safety_judge(tmp_path, tiny_run, monkeypatch):
@@ -165,7 +169,7 @@ def test_metrics_on_fixed_rows():
     assert m["n"]["xstest"] == 2
     lo, hi = m["harmful_asr_ci"]
     assert 0.0 <= lo < 0.5 < hi <= 1.0  # 4 rows: a wide interval around the rate
-    assert m["jailbreak_asr_ci"] == [1.0, 1.0]
+    assert m["jailbreak_asr_ci"][1] == 1.0 and m["jailbreak_asr_ci"][0] < 0.3  # 1 of 1: a Wilson interval, not a point
     assert "harmful_asr_ci" not in arm_metrics(rows, n_boot=0)
 
 

@@ -1,5 +1,5 @@
-"""Analyses behind Figures 3 and 5: reflection / self-correction in reasoning traces, bootstrap
-intervals for rates, and the embedding geometry of eval prompts (base vs saro).
+"""Analyses behind Figures 3 and 5: reflection / self-correction in reasoning traces, intervals for rates
+and paired differences, and the embedding geometry of eval prompts (base vs saro).
 
 Reflection (Figure 5). A step "reflects" when it matches `REFLECTION_RE` below (wait, hmm, hold on,
 on second thought, let me check, actually, ...). Per trace:
@@ -16,10 +16,13 @@ on second thought, let me check, actually, ...). Per trace:
                              its own clause ("no need to refuse", "not fine to answer", "make sure")
                              is not a cue. This is a net change: help -> refuse -> help counts as none.
 
-Intervals. `bootstrap_ci` is a percentile bootstrap of the mean. With small sets the intervals are
-wide (n=4 gives roughly ±0.4 on a rate near 0.5), and when every value agrees (0 of 4 traces reflect)
-the percentile bootstrap collapses to a point ([0, 0]) although the true rate is far from pinned down;
-read every interval together with its n.
+Intervals. The report's rates (attack success, over-refusal, accuracy) carry Wilson score intervals
+(`wilson_ci`), and two arms are compared on the same prompts with a paired interval (`paired_difference`,
+Newcombe's score method for paired proportions). `bootstrap_ci`, a percentile bootstrap of the mean,
+serves the other measures (reflection). With small sets every interval is wide (n=4 gives roughly ±0.4
+on a rate near 0.5); the percentile bootstrap also collapses to a point when every value agrees (0 of 4
+traces reflect: [0, 0]) although the rate is far from pinned down, which is why the rates use score
+intervals. Read every interval together with its n.
 
 Embeddings (Figure 3). `prompt_embeddings` mean-pools the last layer's hidden states over the non-pad
 tokens of each prompt (rendered with the chat template by the caller, as the model sees it).
@@ -165,6 +168,43 @@ def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05)
         means[s:s + m] = x[rng.integers(0, n, size=(m, n))].mean(axis=1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+Z95 = 1.959963984540054
+
+
+def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (None for n = 0). Unlike a percentile bootstrap it never
+    collapses to a point: 0 of 16 gives [0.00, 0.19], not [0, 0]."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def paired_difference(pairs: list[tuple[bool, bool]], z: float = Z95) -> dict | None:
+    """The difference of two proportions measured on the same items (arm A − arm B on the same prompts),
+    with Newcombe's hybrid score interval for paired data (Newcombe 1998, method 10): it uses the
+    within-prompt correlation, so a paired comparison is tighter than two separate intervals, and it
+    never collapses to a point when no pair differs. {diff, ci, n, a, b}; None for no pairs."""
+    n = len(pairs)
+    if not n:
+        return None
+    both = sum(1 for a, b in pairs if a and b)
+    only_a = sum(1 for a, b in pairs if a and not b)
+    only_b = sum(1 for a, b in pairs if b and not a)
+    neither = n - both - only_a - only_b
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson_ci(both + only_a, n, z)
+    l2, u2 = wilson_ci(both + only_b, n, z)
+    denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / np.sqrt(denom) if denom > 0 else 0.0
+    diff = p1 - p2
+    lo = diff - np.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    hi = diff + np.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return {"diff": float(diff), "ci": [float(max(-1.0, lo)), float(min(1.0, hi))], "n": n, "a": p1, "b": p2}
 
 
 def _rate(values, n_boot: int, seed: int) -> tuple[float | None, list[float] | None]:

@@ -1,6 +1,7 @@
 """The eval sets: the built-in ones (saro_lite/starter/eval_<set>.jsonl, the jailbreak set plus the
-harmful prompts wrapped in the attack templates), the recipe's extra sets (eval.extra_sets), and the
-per-set limit (eval.limit_per_set)."""
+harmful prompts wrapped in the attack templates), the real ones read from a pinned PyPI wheel
+(harmbench, donotanswer, wild_jailbreak: data_sources/real_sets.py), the recipe's extra sets
+(eval.extra_sets), and the limits (eval.limit_per_set, eval.set_limits per set: a seeded sample)."""
 from __future__ import annotations
 
 import random
@@ -34,19 +35,24 @@ def templated_attacks(recipe) -> list[dict]:
     return apply_attacks(read_jsonl(STARTER_DIR / "eval_harmful.jsonl"), names, per_prompt=per, seed=recipe.seed)
 
 
-def load_eval_sets(recipe) -> dict[str, list[dict]]:
+def load_eval_sets(recipe, console=None) -> dict[str, list[dict]]:
+    from .real_sets import load_real_set
+    from ..vocabulary import REAL_SETS
+
     sets: dict[str, list[dict]] = {}
     for name in recipe.eval.sets:
+        if name in REAL_SETS:
+            sets[name] = load_real_set(name, recipe, console)
+            continue
         sets[name] = read_jsonl(STARTER_DIR / f"eval_{name}.jsonl")
         if name == "jailbreak" and recipe.eval.attacks_per_prompt:
             sets[name] = sets[name] + templated_attacks(recipe)
     for i, spec in enumerate(recipe.eval.extra_sets):
         sets[spec["name"]] = load_extra_set(spec, i)
-    limit = recipe.eval.limit_per_set
-    if limit:
-        rng = random.Random(recipe.seed)
-        for name, rows in sets.items():
-            if len(rows) > limit:
-                keep = set(rng.sample(range(len(rows)), limit))
-                sets[name] = [r for i, r in enumerate(rows) if i in keep]
+    rng = random.Random(recipe.seed)
+    for name, rows in sets.items():
+        limit = recipe.eval.set_limits.get(name, recipe.eval.limit_per_set)
+        if limit and len(rows) > limit:
+            keep = set(rng.sample(range(len(rows)), limit))
+            sets[name] = [r for i, r in enumerate(rows) if i in keep]
     return sets

