@@ -20,11 +20,19 @@ def build_parser(prog: str = "run_all.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="saro-lite: data -> warmup (RW) -> pairs -> srpo -> baselines -> eval -> report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
+        epilog="subcommands (each has its own --help):\n"
+               "  judge     label replies in a CSV/JSONL: attack success, refused, no answer\n"
+               "  chat      talk to a trained arm of a run, or get one reply (--prompt)\n"
+               "  export    a run's adapter with a model card, or a merged model (--merge)\n"
+               "  compare   runs x arms x metrics of several runs, and the settings they differ in\n"
+               "\nexamples:\n"
                "  python run_all.py                                  # tiny offline default (CPU)\n"
                "  python run_all.py --recipe recipes/qwen2.5-1.5b-instruct.yaml\n"
                "  python run_all.py --stages warmup,srpo --set srpo.beta=0.05 --set output_dir=runs/b05\n"
-               "  python run_all.py judge --input replies.csv --response-field completion --output judged.jsonl")
+               "  python run_all.py judge --input replies.csv --response-field completion --output judged.jsonl\n"
+               "  python run_all.py chat --run runs/tiny-cpu\n"
+               "\ncache (models, wheels, the tiny base): $SARO_LITE_CACHE/saro-lite, else $XDG_CACHE_HOME/saro-lite,\n"
+               "else ~/.cache/saro-lite; a recipe's cache_dir overrides all three")
     p.add_argument("--recipe", default=None, help="recipe YAML (default: recipes/tiny-cpu.yaml)")
     p.add_argument("--stages", default=None, help="comma-separated subset of data,warmup,pairs,srpo,baselines,eval,report")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -71,25 +79,16 @@ def print_memory_estimate(recipe, console) -> None:
 
 
 def print_plan(pipe, stages: list[str], fresh: bool, console) -> None:
-    from rich.table import Table
+    """The plan the run follows (Pipeline.plan): each stage's action and why, one line per stage."""
+    from rich.markup import escape
 
-    from .pipeline import STAGES, STAGE_ORDER
-
-    t = Table(title=f"plan for {pipe.run_dir}")
-    for c in ("stage", "action", "outputs"):
-        t.add_column(c)
-    for name in STAGE_ORDER:
-        outputs = STAGES[name].outputs(pipe.recipe)
-        if name not in stages:
-            action = "not selected"
-        elif name == "baselines" and not outputs:
-            action = "skip (not needed: no safety_sft or dpo in eval.arms)"
-        elif not fresh and pipe.is_finished(name):
-            action = "skip (finished, same settings)"
-        else:
-            action = "run"
-        t.add_row(name, action, ", ".join(outputs) or "-")
-    console.print(t)
+    console.print(f"[bold]plan for {escape(str(pipe.run_dir))}[/]")
+    for name, (action, why) in pipe.plan(stages, fresh).items():
+        style = {"run": "green", "skip": "dim"}.get(action, "dim")
+        outputs = ", ".join(pipe.outputs(name)) or "-"
+        console.print(f"  {name:<9} [{style}]{action:<12}[/] {escape(why)}" + (f"  [dim]-> {escape(outputs)}[/]"
+                                                                                if action == "run" else ""),
+                      soft_wrap=True)
 
 
 def check_model_available(recipe) -> None:
@@ -170,15 +169,18 @@ def run_pipeline(args, console) -> int:
         print_memory_estimate(recipe, console)
         console.print("dry run: recipe and data files are valid; nothing was run")
         return 0
-    t0 = time.time()
-    ctx = Context(recipe, pipe.run_dir, console)
-    pipe.check_needs(stages)
-    from .pipeline import quiet_libraries
+    from .fileio import FolderLock
 
-    quiet_libraries()  # before the tiny base is built and pretrained
-    ctx.model_path = resolve_model_path(recipe, console)
-    pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
-    outcome = pipe.run(stages, fresh=args.fresh, ctx=ctx)
+    t0 = time.time()
+    with FolderLock(pipe.run_dir):  # one run per folder: a second one exits 2 naming this PID
+        ctx = Context(recipe, pipe.run_dir, console)
+        pipe.check_needs(stages)
+        from .pipeline import quiet_libraries
+
+        quiet_libraries()  # before the tiny base is built and pretrained
+        ctx.model_path = resolve_model_path(recipe, console)
+        pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
+        outcome = pipe.run(stages, fresh=args.fresh, ctx=ctx)
     done = [s for s, o in outcome.items() if o == "done"]
     skipped = [s for s, o in outcome.items() if o == "skipped"]
     console.rule("[bold]finished")

@@ -10,14 +10,16 @@ from .recipe import Recipe
 @dataclass
 class Context:
     """What a stage gets: the recipe, the run folder, the console, the resolved model path, the stage's
-    fingerprint (the settings it reads plus its upstream stages', set by the pipeline before each stage:
-    trainer checkpoints are stamped with it), and objects stages may share (the tokenizer)."""
+    fingerprint (the settings it reads plus the identities of its upstream stages' outputs, set by the
+    pipeline before each stage: trainer checkpoints and finished eval sets are stamped with it), whether
+    the run asked for --fresh (nothing is resumed then), and objects stages may share (the tokenizer)."""
 
     recipe: Recipe
     run_dir: Path
     console: object
     model_path: str = ""
     fingerprint: str = ""
+    fresh: bool = False
     shared: dict = field(default_factory=dict)
 
     def path(self, rel: str) -> Path:

@@ -50,6 +50,7 @@ def guarded(fn, args, debug: bool, resume: str | None = None) -> int:
             hint = f"to resume, run it again without --fresh (--fresh would start over): {escape(resume)}"
         else:
             hint = f"run the same command again to resume: {escape(resume)}"
-        _console(stderr=True).print(f"\n[yellow]interrupted.[/] Finished stages are kept; {hint}  (the "
-                                    "interrupted stage restarts from its last checkpoint)", soft_wrap=True)
+        _console(stderr=True).print(f"\n[yellow]interrupted.[/] Finished stages are kept; {hint}  (a training "
+                                    "stage resumes from its last checkpoint, eval keeps the arms and sets it "
+                                    "finished)", soft_wrap=True)
         return 130

@@ -8,6 +8,10 @@ tokens, finished, ...}: the kit's verdict (judges.reply) in the recipe's judge s
 under label_<scope>, refused_<scope>, attack_success_<scope>. `attack_success` feeds harmful and
 jailbreak ASR, `refused` over-refusal; `label` no_answer marks replies that are neither.
 
+Resumable per arm and set: each finished eval/<arm>/<set>.jsonl gets a stamp (.<set>.fingerprint: the
+stage's settings, the models it was built on, the set's prompt ids); after Ctrl-C or kill -9 the same
+command keeps every stamped, complete file and generates only the rest (--fresh: everything).
+
     python run_all.py --stages eval --recipe recipes/tiny-cpu.yaml
     python run_all.py --stages eval,report --set eval.limit_per_set=50
 """
@@ -76,25 +80,40 @@ def run(ctx) -> None:
         runs = [(arm, (lambda a=arm: served_arm(ctx, a)) if served else (lambda a=arm: own_arm(ctx, arms, a)))
                 for arm in r.eval.arms]
         runs += [(spec["name"], lambda s=spec: extra_arm(ctx, s)) for spec in r.eval.extra_arms]
+        kept = []
         for arm, opener in runs:
+            todo = {name: rows for name, rows in sets.items() if not set_is_finished(ctx, arm, name, rows)}
+            embed = arm in r.eval.embedding_arms and not set_is_finished(ctx, arm, EMBEDDINGS, rows=[])
+            kept += [f"{arm}/{name}" for name in sets if name not in todo]
+            if not todo and not embed:
+                progress.advance(task, sum(len(v) for v in sets.values()))
+                continue
             with opener() as (model, tok, renderer):
                 # One generation call over every set of the arm: length-sorted batches fill up across
                 # sets (24-prompt sets in batches of 64 would leave most of each batch empty).
-                pooled = [(name, x) for name, rows in sets.items() for x in rows]
+                pooled = [(name, x) for name, rows in todo.items() for x in rows]
+                progress.advance(task, sum(len(v) for name, v in sets.items() if name not in todo))
                 progress.update(task, description=arm)
-                if model is None:
+                if not pooled:
+                    gens = []
+                elif model is None:
                     gens = served_generations(ctx, arm, [x["prompt"] for _, x in pooled], progress, task)
                 else:
                     gens = generate(model, tok, [renderer.prompt(x["prompt"]) for _, x in pooled],
                                     r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
                                     r.eval.temperature, r.seed, progress, task, r.model.generation_loop)
-                for name in sets:
+                for name in todo:
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name, r.eval.judge_scope)
                               for (n, x), g in zip(pooled, gens) if n == name]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
-                if model is not None and arm in r.eval.embedding_arms:
+                    stamp_set(ctx, arm, name, sets[name])
+                if embed and model is not None:
                     progress.update(task, description=f"{arm}/embeddings")
                     save_embeddings(ctx, arm, model, tok, renderer, sets)
+                    stamp_set(ctx, arm, EMBEDDINGS, [])
+    if kept:
+        ctx.console.print(f"eval: kept {len(kept)} finished arm/set file(s) of an interrupted run (same settings "
+                          f"and models): {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''}")
     arms.model = None  # free the arms before a guard model loads
     if r.eval.judge != "refusal":
         judge_safety(ctx, sets)
@@ -103,6 +122,40 @@ def run(ctx) -> None:
                         scope=r.eval.judge_scope)
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {m[k]:.2f}" for k in SUMMARY_KEYS
                                                  if isinstance(m.get(k), float)))
+
+
+EMBEDDINGS = "embeddings"  # the stamp name of eval/<arm>/embeddings.npz
+
+
+def set_stamp(ctx, rows: list[dict]) -> str:
+    from .recipe import fingerprint
+
+    return fingerprint({"stage": ctx.fingerprint, "ids": [str(x["id"]) for x in rows]})
+
+
+def stamp_path(ctx, arm: str, name: str):
+    return ctx.path(f"eval/{arm}/.{name}.fingerprint")
+
+
+def stamp_set(ctx, arm: str, name: str, rows: list[dict]) -> None:
+    from .fileio import atomic_write_text
+
+    atomic_write_text(stamp_path(ctx, arm, name), set_stamp(ctx, rows) + "\n")
+
+
+def set_is_finished(ctx, arm: str, name: str, rows: list[dict]) -> bool:
+    """An (arm, set) an interrupted run of the same stage finished: stamped with this stage's fingerprint
+    and the set's ids, and its file whole (a torn or short file is generated again). Never under --fresh."""
+    stamp = stamp_path(ctx, arm, name)
+    if ctx.fresh or not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != set_stamp(ctx, rows):
+        return False
+    if name == EMBEDDINGS:
+        return ctx.path(f"eval/{arm}/embeddings.npz").exists()
+    try:
+        got = read_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"))
+    except UserError:
+        return False
+    return [str(x.get("id")) for x in got] == [str(x["id"]) for x in rows]
 
 
 def save_embeddings(ctx, arm: str, model, tokenizer, renderer, sets: dict[str, list[dict]]) -> None:

@@ -136,11 +136,14 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), allow_empty: bool = False,
+               torn_ok: bool = False) -> list[dict]:
     """Read a JSONL file; user-facing errors name the file, the line and what was expected.
 
-    A last line without a newline that does not parse is a torn append from a killed run and is
-    dropped; a broken line anywhere else is the user's data and is an error.
+    A broken line is an error, the last one too: an input file, data a stage handed on or eval replies
+    cut short must never lose rows without a word. Only the append-only logs the kit writes itself
+    (metrics.jsonl: `torn_ok=True`) may end in a line torn by a killed run; it is dropped, and said so
+    on stderr.
     """
     path = Path(path)
     if not path.exists():
@@ -162,8 +165,16 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = (), allow_empt
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines) and not text.endswith("\n"):
-                break  # torn last line of an append-only log
+            torn = i == len(lines) and not text.endswith("\n")
+            if torn and torn_ok:
+                import sys
+
+                print(f"note: {path}:{i}: the last line was cut off (a run killed mid-write); it is ignored",
+                      file=sys.stderr)
+                break
+            if torn:
+                raise UserError(f"{path}:{i}: the last line is cut off ({e.msg}): the file is incomplete; "
+                                f"restore it or re-run the stage that wrote it (--fresh)") from None
             raise UserError(f"{path}:{i}: broken JSON line ({e.msg})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{i}: expected a JSON object per line")
@@ -213,3 +224,85 @@ def require_columns(path: Path, rows: list[dict], fields: list[str]) -> None:
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} "
                         f"(columns: {', '.join(sorted(present))})")
+
+
+# --------------------------------------------------------------------------------------------
+# What a stage leaves behind: content digests, one run per folder
+# --------------------------------------------------------------------------------------------
+_DIGESTS: dict[tuple, str] = {}
+WHOLE_FILE_BYTES = 256 << 20  # hashed whole up to this size; larger files: size + first and last MiB
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (cached per size and mtime). Files over 256 MiB (whole models) hash their
+    size and first and last MiB: a truncated or rewritten file still reads as changed, in a fraction of
+    the time."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            if st.st_size <= WHOLE_FILE_BYTES:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            else:
+                h.update(f"size {st.st_size}".encode())
+                h.update(f.read(1 << 20))
+                f.seek(-(1 << 20), os.SEEK_END)
+                h.update(f.read(1 << 20))
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def content_digest(path: str | os.PathLike) -> str | None:
+    """A file's digest, or a folder's (every file below it with its relative name); None when missing."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()} {file_digest(f)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class FolderLock:
+    """One run per folder: an exclusive OS lock on <folder>/.lock holding the owner's PID. The OS drops it
+    when the process ends, however it ends (kill -9 too), so there is never a stale lock to clean up.
+    A second process fails at once with one line naming the PID that holds the folder."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.handle = None
+
+    def __enter__(self) -> "FolderLock":
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; one run per folder is then up to the user
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / ".lock", "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise UserError(f"{self.folder} is in use by another run (PID {holder}); wait for it to finish, "
+                            "or give this run its own output_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
+            self.handle = None

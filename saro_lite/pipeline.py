@@ -1,9 +1,13 @@
 """Stage bookkeeping: which stages run, which are skipped, and when a stage counts as finished.
 
-A stage is finished when `.stages/<name>.json` exists in the run folder, holds the fingerprint of
-the settings the stage reads (plus the fingerprints of the stages it builds on), and every output
-it lists exists. The marker is removed when a stage starts and written last, atomically, so a run
-killed at any moment never leaves a stage that looks finished but is not.
+A stage's record, `.stages/<name>.json` in the run folder, is written last, atomically, when the stage
+ends; it is removed when the stage starts, so a run killed at any moment never leaves a stage that
+looks finished but is not. It holds the settings the stage read, the identity of each upstream stage's
+outputs *as they were when it ran* (read from their records, not recomputed from the recipe), and a
+digest of every output. A stage is finished when its record matches the current settings, the
+upstream records it was built on are the ones there now, and its outputs still have the recorded
+digests; a stage whose upstream stage runs again runs again too. `--dry-run` prints the same plan the
+run then follows (`Pipeline.plan`), with the reason for each stage that runs.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from .context import Context
 from .data_sources.eval_sets import eval_set_names
 from .data_sources.holdout import VALIDATION_KEYS
 from .errors import UserError
-from .fileio import atomic_write_text, set_open_permissions, write_json
+from .fileio import atomic_write_text, content_digest, set_open_permissions, write_json
 from .modeling.arms import all_arms
 from .modeling.loading import artifact
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
@@ -145,7 +149,7 @@ class Pipeline:
         self.run_dir = Path(run_directory) if run_directory else run_dir(recipe)
         self.state_dir = self.run_dir / ".stages"
 
-    # fingerprints -------------------------------------------------------------------------
+    # records --------------------------------------------------------------------------------
     def needs(self, name: str) -> list[str]:
         """Stages whose outputs this one reads (the self path samples pairs from the RW model)."""
         extra = ["warmup"] if name == "pairs" and self.recipe.pairs.source == "self" else []
@@ -158,10 +162,8 @@ class Pipeline:
     def settings(self, name: str) -> dict:
         return select(self.recipe, STAGES[name].reads(self.recipe))
 
-    def expected_fingerprint(self, name: str) -> str:
-        stage = STAGES[name]
-        return fingerprint({"settings": self.settings(name),
-                            "upstream": {u: self.expected_fingerprint(u) for u in self.needs(stage.name)}})
+    def outputs(self, name: str) -> list[str]:
+        return STAGES[name].outputs(self.recipe)
 
     def state(self, name: str) -> dict | None:
         import json
@@ -170,19 +172,83 @@ class Pipeline:
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except ValueError:
+            st = json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
             return None
+        return st if isinstance(st, dict) else None
 
-    def outputs_exist(self, name: str) -> bool:
-        return all((self.run_dir / o).exists() for o in STAGES[name].outputs(self.recipe))
+    def identity(self, name: str) -> str | None:
+        """What a downstream stage was built on: the recorded identity of this stage's outputs."""
+        st = self.state(name)
+        return st.get("identity") if st else None
+
+    def upstream(self, name: str) -> dict[str, str | None]:
+        return {u: self.identity(u) for u in self.needs(name)}
+
+    def expected_fingerprint(self, name: str) -> str:
+        """The settings the stage reads + the identities of the upstream outputs on disk now. Trainer
+        checkpoints are stamped with it: a resume only continues the same settings on the same inputs."""
+        return fingerprint({"settings": self.settings(name), "upstream": self.upstream(name)})
+
+    def digests(self, name: str) -> dict[str, str | None]:
+        return {o: content_digest(self.run_dir / o) for o in self.outputs(name)}
+
+    def stale_reason(self, name: str) -> str | None:
+        """Why the stage's record does not match the run folder now (None: it matches)."""
+        st = self.state(name)
+        if st is None:
+            return "not run yet" if not self.state_dir.joinpath(f"{name}.json").exists() else "its record is unreadable"
+        if not isinstance(st.get("outputs"), dict) or "identity" not in st:
+            return "recorded by an older saro-lite"
+        changed = changed_keys(st.get("settings") or {}, self.settings(name))
+        if changed:
+            return "settings changed: " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+        recorded = st.get("upstream") or {}
+        for u, ident in self.upstream(name).items():
+            if recorded.get(u) != ident:
+                return f"'{u}' ran again since (its outputs changed)"
+        if st.get("fingerprint") != self.expected_fingerprint(name):
+            return "settings changed"
+        for o, digest in self.digests(name).items():
+            if digest is None:
+                return f"output missing: {o}"
+            if st["outputs"].get(o) != digest:
+                return f"output changed since: {o}"
+        return None
+
+    def is_current(self, name: str) -> bool:
+        return self.stale_reason(name) is None
 
     def is_finished(self, name: str) -> bool:
-        st = self.state(name)
-        return bool(st) and st.get("fingerprint") == self.expected_fingerprint(name) and self.outputs_exist(name)
+        """Current, and so is everything it builds on: its results follow from the recipe as it is."""
+        return self.is_current(name) and all(self.is_finished(u) for u in self.needs(name))
 
     def has_outputs(self, name: str) -> bool:
-        return self.state(name) is not None and self.outputs_exist(name)
+        return self.state(name) is not None and all(d is not None for d in self.digests(name).values())
+
+    # the plan ---------------------------------------------------------------------------------
+    def plan(self, selected: list[str], fresh: bool = False) -> dict[str, tuple[str, str]]:
+        """stage -> (action, why) for every stage; action is run, skip or not selected. The run follows
+        exactly this: a stage runs when --fresh asks, when its record does not match the folder, or
+        when a stage it builds on runs before it."""
+        plan: dict[str, tuple[str, str]] = {}
+        for name in STAGE_ORDER:
+            if name not in selected:
+                plan[name] = ("not selected", "")
+            elif not self.outputs(name):
+                plan[name] = ("skip", "not needed: no safety_sft or dpo in eval.arms")
+            elif fresh:
+                plan[name] = ("run", "--fresh")
+            elif (why := self.stale_reason(name)) is not None:
+                plan[name] = ("run", why)
+            elif (first := next((u for u in self.needs(name) if plan.get(u, ("",))[0] == "run"), None)):
+                plan[name] = ("run", f"'{first}' runs first")
+            else:
+                stale = next((u for u in self.needs(name) if not self.is_finished(u)), None)
+                plan[name] = ("skip", "finished, same settings and inputs" if stale is None else
+                              f"finished on the outputs of '{stale}' as they are ('{stale}' is not selected "
+                              "and its own inputs or settings changed)")
+        return plan
 
     # running --------------------------------------------------------------------------------
     def check_needs(self, selected: list[str]) -> None:
@@ -195,8 +261,10 @@ class Pipeline:
                     raise UserError(f"stage '{name}' needs the outputs of stage '{up}', which are missing in "
                                     f"{self.run_dir}; run it first: --stages {up},{name}")
                 if not self.is_finished(up):
-                    self.console.print(f"[yellow]warning:[/] the outputs of '{up}' in {self.run_dir} were made "
-                                       f"with other settings; '{name}' uses them as they are")
+                    why = self.stale_reason(up) or next(
+                        f"'{u}' changed" for u in self.needs(up) if not self.is_finished(u))
+                    self.console.print(f"[yellow]warning:[/] the outputs of '{up}' in {self.run_dir} do not match "
+                                       f"the recipe ({why}); '{name}' uses them as they are")
 
     def write_resolved(self, resolved: dict) -> None:
         atomic_write_text(self.run_dir / "recipe.resolved.yaml", to_yaml(self.recipe, resolved))
@@ -204,10 +272,13 @@ class Pipeline:
     def run(self, selected: list[str], fresh: bool = False, ctx: Context | None = None) -> dict[str, str]:
         self.check_needs(selected)
         ctx = ctx or Context(self.recipe, self.run_dir, self.console)
+        ctx.fresh = fresh
+        plan = self.plan(selected, fresh)
         outcome: dict[str, str] = {}
         for name in selected:
-            if not fresh and self.is_finished(name):
-                self.console.print(f"[dim]stage {name}: skipped (finished, same settings)[/]")
+            action, why = plan[name]
+            if action == "skip":
+                self.console.print(f"[dim]stage {name}: skipped ({why})[/]")
                 outcome[name] = "skipped"
                 continue
             if fresh:  # --fresh means from scratch: no resuming from an earlier run's trainer checkpoints
@@ -215,6 +286,8 @@ class Pipeline:
 
                 for ckpt in self.run_dir.glob(f"{name}/**/checkpoints"):
                     shutil.rmtree(ckpt, ignore_errors=True)
+            elif why != "not run yet":
+                self.console.print(f"[dim]stage {name}: runs ({why})[/]")
             outcome[name] = self.run_stage(name, ctx)
         return outcome
 
@@ -223,27 +296,123 @@ class Pipeline:
         marker = self.state_dir / f"{name}.json"
         marker.unlink(missing_ok=True)  # not finished until proven otherwise
         self.console.rule(f"[bold]stage {name}[/] — {stage.help}")
+        check_free_space(name, self.recipe, self.run_dir)
         t0 = time.time()
         quiet_libraries()
+        upstream = self.upstream(name)  # what the stage is built on, as recorded by those stages
         ctx.fingerprint = self.expected_fingerprint(name)
         try:
             stage.run(ctx)
-        except Exception as e:  # CUDA out of memory: say which settings to lower, not a raw trace
+        except Exception as e:
+            if disk_full(e):  # ENOSPC, or torch's "unexpected pos" when a checkpoint write hits a full disk
+                raise UserError(disk_full_message(name, self.recipe, self.run_dir)) from None
             if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
                 raise
+            # CUDA out of memory: say which settings to lower, not a raw trace
             raise UserError(out_of_memory_advice(name, self.recipe)) from None
-        missing = [o for o in stage.outputs(self.recipe) if not (self.run_dir / o).exists()]
+        missing = [o for o in self.outputs(name) if not (self.run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")
         # safetensors (adapters, models, trainer checkpoints) writes owner-only files: give the stage's
         # outputs what a plain open() would
-        for top in sorted({Path(o).parts[0] for o in stage.outputs(self.recipe)} | {"figures"}):
+        for top in sorted({Path(o).parts[0] for o in self.outputs(name)} | {"figures"}):
             set_open_permissions(self.run_dir / top)
         seconds = round(time.time() - t0, 2)
-        write_json(marker, {"stage": name, "fingerprint": self.expected_fingerprint(name),
-                            "settings": self.settings(name),
-                            "upstream": {u: self.expected_fingerprint(u) for u in self.needs(stage.name)},
-                            "outputs": stage.outputs(self.recipe), "seconds": seconds,
-                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        digests = self.digests(name)
+        write_json(marker, {"stage": name, "fingerprint": ctx.fingerprint, "settings": self.settings(name),
+                            "upstream": upstream, "outputs": digests,
+                            "identity": fingerprint({"fingerprint": ctx.fingerprint, "outputs": digests}),
+                            "seconds": seconds, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.console.print(f"stage {name}: done in {seconds:.1f} s")
         return "done"
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested dicts."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Disk space: what a stage will write, checked before it starts
+# --------------------------------------------------------------------------------------------
+SMALL_STAGE_BYTES = 64 << 20  # data, pairs, eval, report: JSONL, figures, embeddings
+
+
+def stage_disk_bytes(name: str, r: Recipe) -> int:
+    """What a stage writes to the run folder, estimated from the model's shape: the trained weights
+    (adapter or model) plus `save_total_limit` + 1 trainer checkpoints (weights + optimizer state;
+    the trainer writes a new one before it deletes the oldest), per trained arm."""
+    from .modeling import memory
+
+    if name not in ("warmup", "srpo", "baselines"):
+        return SMALL_STAGE_BYTES
+    try:
+        shape = memory.shape_of(r)
+    except UserError:  # no model.arch in the recipe: the memory estimate's own error is for --dry-run
+        return SMALL_STAGE_BYTES
+    arms = [a for a in r.eval.arms if a in ("safety_sft", "dpo")] if name == "baselines" else [name]
+    total = 0
+    for arm in arms:
+        cfg = r.srpo if arm in ("srpo", "dpo") else r.warmup
+        sizes = (memory.lora_tensors(shape, r.model.lora_r, r.model.lora_target_modules)
+                 if r.model.finetune == "lora" else [shape.total_params()])
+        weights = 4 * sum(sizes)  # saved in fp32 (LoRA) or at most fp32 (a whole model)
+        checkpoint = weights + memory.optimizer_bytes(sizes, cfg.optim) + (1 << 20)
+        total += int(weights + (cfg.save_total_limit + 1) * checkpoint)
+    return total + SMALL_STAGE_BYTES
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(folder: Path) -> int | None:
+    import shutil
+
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def check_free_space(name: str, r: Recipe, folder: Path) -> None:
+    need, free = stage_disk_bytes(name, r), free_bytes(folder)
+    if free is not None and free < need:
+        raise UserError(f"stage {name}: {folder} has {human_bytes(free)} free; the stage writes about "
+                        f"{human_bytes(need)}; free some space or set output_dir to a disk with room "
+                        "(finished stages are kept)")
+
+
+def disk_full(e: BaseException) -> bool:
+    import errno
+
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e)
+        if "No space left on device" in text or "unexpected pos" in text or "Disk quota exceeded" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def disk_full_message(name: str, r: Recipe, folder: Path) -> str:
+    free = free_bytes(folder)
+    return (f"stage {name}: the disk holding {folder} is full" + (f" ({human_bytes(free)} free)" if free is not None
+                                                                    else "")
+            + f"; the stage writes about {human_bytes(stage_disk_bytes(name, r))}. Free some space and run the "
+            "same command again: finished stages are kept and this one resumes")

@@ -160,7 +160,8 @@ class Train:
     gradient_checkpointing: bool = True
     optim: str = "paged_adamw_8bit"
     save_steps: int = _f(50, min=1)  # trainer checkpoints (for resume), last `save_total_limit` kept
-    save_total_limit: int = _f(1, min=1)
+    # two, so a checkpoint torn by a crash or a full disk falls back to the one before (training/trainer.py)
+    save_total_limit: int = _f(2, min=1)
     report_to: str = "none"
 
 
@@ -604,6 +605,30 @@ def _yaml():
     return yaml
 
 
+class DuplicateKeyError(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(f"duplicate key {key!r} on line {line} (first on line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+def _unique_key_loader():
+    """PyYAML's SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the last
+    one silently: `beta` twice in `srpo` would train with whichever came second)."""
+    yaml = _yaml()
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_yaml(path: Path) -> dict:
     yaml = _yaml()
     if not path.exists():
@@ -613,7 +638,9 @@ def read_yaml(path: Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read recipe ({e.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKeyError as e:
+        raise UserError(f"{path}:{e.line}: duplicate key {e.key!r} (first on line {e.first}); give each setting once") from None
     except yaml.YAMLError as e:
         raise UserError(yaml_error_line(path, e)) from None
     return data or {}

@@ -93,5 +93,5 @@ def run(ctx) -> None:
         return extra
 
     train(ctx, "srpo", "srpo", make_trainer, progress="srpo (DPO)", save=save, summary_extra=summary_extra)
-    plot_reward_tracking(read_jsonl(state["metrics_path"]), ctx.path("figures/reward_tracking.png"),
+    plot_reward_tracking(read_jsonl(state["metrics_path"], torn_ok=True), ctx.path("figures/reward_tracking.png"),
                          f"SRPO reward tracking (beta={r.srpo.beta})")

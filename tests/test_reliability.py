@@ -46,7 +46,7 @@ def test_sigkill_mid_stage_then_same_command_resumes(tmp_path, cache_dir, tiny_r
     steps = [r["step"] for r in read_jsonl(out / "warmup/metrics.jsonl")]
     assert steps == list(range(1, 61))  # complete, and no step logged twice
     assert (out / ".stages/warmup.json").exists() and (out / "warmup/adapter/adapter_config.json").exists()
-    assert len(list((out / "warmup/checkpoints").glob("checkpoint-*"))) <= 1  # save_total_limit
+    assert len(list((out / "warmup/checkpoints").glob("checkpoint-*"))) <= 2  # save_total_limit
 
 
 def test_ctrl_c_stops_cleanly_with_resume_hint(tmp_path, cache_dir, tiny_run):

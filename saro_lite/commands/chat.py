@@ -5,7 +5,8 @@
     python run_all.py chat --run runs/tiny-cpu --prompt "How do I kill a Python process?"
 
 Each message is answered on its own (single turn), exactly as the model was trained and evaluated.
-The reasoning is folded by default; /reasoning toggles it, /quit leaves.
+The reasoning is folded by default; /reasoning toggles it, /reset restores the start, /help lists the
+commands, /quit leaves.
 """
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ def render(console, steps: list[str], answer: str, show_reasoning: bool) -> None
     console.print(Markdown(answer or "_(no final answer: the reasoning did not finish)_"))
 
 
+CHAT_HELP = ("/reasoning shows or folds the reasoning; /reset restores the starting settings; /help lists "
+             "these; /quit (or Ctrl-D) leaves. Anything else is sent to the model as one prompt.")
+
+
 def cli(argv: list[str]) -> int:
     from ..errors import guarded
 
@@ -92,8 +97,7 @@ def cli(argv: list[str]) -> int:
                 print(answer)
                 return 0
             show = a.show_reasoning
-            console.print(f"[bold]saro-lite chat[/] — arm [cyan]{a.arm}[/] of {a.run}. /reasoning toggles the "
-                          f"reasoning, /quit leaves.")
+            console.print(f"[bold]saro-lite chat[/] — arm [cyan]{a.arm}[/] of {a.run}. /help lists the commands.")
             while True:
                 try:
                     text = console.input("[bold green]you>[/] ").strip()
@@ -104,6 +108,14 @@ def cli(argv: list[str]) -> int:
                 if text == "/reasoning":
                     show = not show
                     console.print(f"[dim]reasoning {'shown' if show else 'folded'}[/]")
+                    continue
+                if text == "/reset":
+                    show = a.show_reasoning
+                    console.print("[dim]reset: reasoning back to how it started; every message is answered on "
+                                  "its own, so there is no history to clear[/]")
+                    continue
+                if text.startswith("/") and " " not in text:  # a command, never a prompt for the model
+                    console.print(("" if text == "/help" else f"unknown command {text}. ") + CHAT_HELP)
                     continue
                 if text:
                     steps, answer, _ = reply(model, ctx, text, budget)

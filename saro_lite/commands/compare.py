@@ -41,7 +41,7 @@ def load_run(path: Path) -> dict:
 
     return {"name": str(path), "report": json.loads(report.read_text()),
             "settings": flatten(yaml.safe_load(resolved.read_text())),
-            "tracking": [r for r in read_jsonl(metrics) if "val/reward_accuracy" in r] if metrics.exists() else []}
+            "tracking": [r for r in read_jsonl(metrics, torn_ok=True) if "val/reward_accuracy" in r] if metrics.exists() else []}
 
 
 def differing(runs: list[dict]) -> dict[str, list]:
@@ -141,8 +141,12 @@ def cli(argv: list[str]) -> int:
     def run(a, console):
         from rich.table import Table
 
+        from ..errors import UserError
         from ..fileio import atomic_write_text
 
+        if len(a.runs) < 2:
+            raise UserError("compare: give two or more run folders (it tabulates how runs differ); for one run "
+                            "read its report.md")
         runs = [load_run(Path(x)) for x in a.runs]
         out = Path(a.output)
         out.parent.mkdir(parents=True, exist_ok=True)

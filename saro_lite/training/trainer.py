@@ -51,21 +51,67 @@ def trainer_args(recipe: Recipe, cfg: Train, out_dir: Path) -> dict:
     return args
 
 
-def latest_checkpoint(out_dir: Path, fp: str) -> str | None:
-    """A checkpoint to resume from, only if it was written under the same settings."""
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why a trainer checkpoint cannot be resumed from (None: it can). Checked without loading a model:
+    trainer_state.json parses, every .safetensors file's header parses and its tensors end where the
+    file ends, every .pt/.pth/.bin file (optimizer, scheduler, RNG states: torch zip archives) is an
+    intact zip. A crash or a full disk mid-save leaves one of these torn."""
+    import json
+    import struct
+    import zipfile
+
+    state = ckpt / "trainer_state.json"
+    if not state.exists():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is torn"
+    for f in sorted(ckpt.rglob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if f.stat().st_size != 8 + n + end:
+                return f"{f.name} is truncated"
+        except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return f"{f.name} is torn"
+    for f in sorted([*ckpt.rglob("*.pt"), *ckpt.rglob("*.pth"), *ckpt.rglob("*.bin")]):
+        try:
+            with zipfile.ZipFile(f) as z:
+                if z.testzip() is not None:
+                    return f"{f.name} is corrupt"
+        except (zipfile.BadZipFile, OSError):
+            return f"{f.name} is torn"
+    return None
+
+
+def latest_checkpoint(out_dir: Path, fp: str, console=None) -> str | None:
+    """The newest intact checkpoint written under the same settings; a torn newer one is skipped, and the
+    console says which it resumes from instead (or that the stage starts over)."""
     stamp = out_dir / "fingerprint.txt"
     if not stamp.exists() or stamp.read_text().strip() != fp:
         return None
     ckpts = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    skipped = []
     for ckpt in reversed(ckpts):
-        if (ckpt / "trainer_state.json").exists():
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            if skipped and console:
+                console.print(f"[yellow]checkpoint {skipped[0][0]} cannot be resumed ({skipped[0][1]}): resuming "
+                              f"from {ckpt.name} instead[/]")
             return str(ckpt)
+        skipped.append((ckpt.name, problem))
+    if skipped and console:
+        console.print(f"[yellow]checkpoint {skipped[0][0]} cannot be resumed ({skipped[0][1]}) and there is no "
+                      f"earlier intact one: the stage starts over[/]")
     return None
 
 
-def start_checkpoint_dir(out_dir: Path, fp: str) -> str | None:
+def start_checkpoint_dir(out_dir: Path, fp: str, console=None) -> str | None:
     """Resume point for this stage, or a clean checkpoint folder stamped with the settings."""
-    resume = latest_checkpoint(out_dir, fp)
+    resume = latest_checkpoint(out_dir, fp, console)
     if resume is None:
         import shutil
 
@@ -86,7 +132,7 @@ def trim_metrics(path: Path, max_step: int) -> None:
     if max_step == 0:
         path.unlink()
         return
-    write_jsonl(path, [r for r in read_jsonl(path, allow_empty=True) if r.get("step", 0) <= max_step])
+    write_jsonl(path, [r for r in read_jsonl(path, allow_empty=True, torn_ok=True) if r.get("step", 0) <= max_step])
 
 
 def _callback_base():
@@ -236,7 +282,7 @@ def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None 
     metrics warnings and the resume line, `progress` the progress bar. Writes <stage_dir>/metrics.jsonl, the
     adapter (or model) and <stage_dir>/summary.json; returns the summary."""
     ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint)
+    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint, ctx.console)
     metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
     trim_metrics(metrics_path, checkpoint_step(resume))
     if resume:
@@ -252,8 +298,11 @@ def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None 
     summary = {**logger.summary, **cuda_memory(), **(summary_extra(trainer) if summary_extra else {})}
     write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
     if report_loss and logger.rows:
-        ctx.console.print(f"{name}: loss {logger.rows[0]['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} "
-                          f"over {logger.rows[-1]['step']} steps")
+        rows = read_jsonl(metrics_path, allow_empty=True, torn_ok=True)  # the whole run, resumed parts too
+        first = rows[0] if rows else logger.rows[0]
+        since = f" (this session from step {checkpoint_step(resume)})" if resume else ""
+        ctx.console.print(f"{name}: loss {first['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} over "
+                          f"{logger.rows[-1]['step']} steps{since}")
     return summary
 
 
