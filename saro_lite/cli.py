@@ -156,11 +156,12 @@ def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
 def run_pipeline(args, console) -> int:
     from .modeling.loading import resolve_model_path
     from .context import Context
-    from .pipeline import Pipeline, parse_stages
+    from .pipeline import Pipeline, check_process_count, parse_stages
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     stages = parse_stages(args.stages)
+    check_process_count(stages)
     pipe = Pipeline(recipe, console)
     check_inputs(recipe)
     if args.dry_run:
@@ -170,16 +171,26 @@ def run_pipeline(args, console) -> int:
         console.print("dry run: recipe and data files are valid; nothing was run")
         return 0
     from .fileio import FolderLock
+    from .ranks import is_main
 
     t0 = time.time()
-    with FolderLock(pipe.run_dir):  # one run per folder: a second one exits 2 naming this PID
+    if not is_main():  # accelerate launch: one console, one lock holder, one writer (the main process)
+        console.quiet = True
+    with FolderLock(pipe.run_dir, enabled=is_main()):  # one run per folder: a second one exits 2 naming this PID
         ctx = Context(recipe, pipe.run_dir, console)
         pipe.check_needs(stages)
         from .pipeline import quiet_libraries
 
         quiet_libraries()  # before the tiny base is built and pretrained
-        ctx.model_path = resolve_model_path(recipe, console)
-        pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
+        from .ranks import barrier
+
+        if is_main():  # builds the tiny base or converts a GGUF once; the other processes then find it cached
+            ctx.model_path = resolve_model_path(recipe, console)
+        barrier()
+        if not is_main():
+            ctx.model_path = resolve_model_path(recipe, console)
+        if is_main():
+            pipe.write_resolved(resolved_settings(recipe, ctx.model_path, pipe.run_dir))
         outcome = pipe.run(stages, fresh=args.fresh, ctx=ctx)
     done = [s for s, o in outcome.items() if o == "done"]
     skipped = [s for s, o in outcome.items() if o == "skipped"]

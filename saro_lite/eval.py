@@ -24,6 +24,7 @@ from .fileio import read_jsonl, write_jsonl
 from .analysis.scoring import arm_metrics, score_row, scope_text
 from .data_sources.eval_sets import load_eval_sets
 from .modeling.arms import Arms, all_arms, extra_arm
+from .modeling.loading import release_memory
 from .vocabulary import JUDGE_SCOPES, MAIN_SETS, SAFETY_KINDS, SUMMARY_KEYS
 
 @contextlib.contextmanager
@@ -82,6 +83,8 @@ def run(ctx) -> None:
         runs += [(spec["name"], lambda s=spec: extra_arm(ctx, s)) for spec in r.eval.extra_arms]
         kept = []
         for arm, opener in runs:
+            if arm not in r.eval.arms:
+                arms.release()  # an extra arm loads its own model: the kit's base goes first
             todo = {name: rows for name, rows in sets.items() if not set_is_finished(ctx, arm, name, rows)}
             embed = arm in r.eval.embedding_arms and not set_is_finished(ctx, arm, EMBEDDINGS, rows=[])
             kept += [f"{arm}/{name}" for name in sets if name not in todo]
@@ -111,10 +114,14 @@ def run(ctx) -> None:
                     progress.update(task, description=f"{arm}/embeddings")
                     save_embeddings(ctx, arm, model, tok, renderer, sets)
                     stamp_set(ctx, arm, EMBEDDINGS, [])
+            # the loop variables would keep this arm's model alive while the next one loads beside it
+            model = tok = renderer = gens = None
+            if arm not in r.eval.arms or not arms.lora:
+                release_memory()
     if kept:
         ctx.console.print(f"eval: kept {len(kept)} finished arm/set file(s) of an interrupted run (same settings "
                           f"and models): {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''}")
-    arms.model = None  # free the arms before a guard model loads
+    arms.release()  # free the arms before a guard model loads
     if r.eval.judge != "refusal":
         judge_safety(ctx, sets)
     for arm in all_arms(r):

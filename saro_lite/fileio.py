@@ -276,14 +276,17 @@ class FolderLock:
     when the process ends, however it ends (kill -9 too), so there is never a stale lock to clean up.
     A second process fails at once with one line naming the PID that holds the folder."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, enabled: bool = True):
         self.folder = Path(folder)
+        self.enabled = enabled  # under accelerate launch the main process holds it for all of them
         self.handle = None
 
     def __enter__(self) -> "FolderLock":
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks here; one run per folder is then up to the user
+            return self
+        if not self.enabled:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = open(self.folder / ".lock", "a+", encoding="utf-8")

@@ -23,7 +23,8 @@ from .data_sources.holdout import VALIDATION_KEYS
 from .errors import UserError
 from .fileio import atomic_write_text, content_digest, set_open_permissions, write_json
 from .modeling.arms import all_arms
-from .modeling.loading import artifact
+from .modeling.loading import artifact, release_memory
+from .ranks import barrier, is_main, world_size
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 
 def _no_kernels_hub_notice(record) -> bool:
@@ -63,6 +64,7 @@ def quiet_libraries() -> None:
 
 
 STAGE_ORDER = ["data", "warmup", "pairs", "srpo", "baselines", "eval", "report"]
+TRAINING_STAGES = ["warmup", "srpo", "baselines"]  # the stages that run under accelerate launch
 
 
 def _eval_outputs(r: Recipe) -> list[str]:
@@ -270,6 +272,7 @@ class Pipeline:
         atomic_write_text(self.run_dir / "recipe.resolved.yaml", to_yaml(self.recipe, resolved))
 
     def run(self, selected: list[str], fresh: bool = False, ctx: Context | None = None) -> dict[str, str]:
+        check_process_count(selected)
         self.check_needs(selected)
         ctx = ctx or Context(self.recipe, self.run_dir, self.console)
         ctx.fresh = fresh
@@ -281,26 +284,30 @@ class Pipeline:
                 self.console.print(f"[dim]stage {name}: skipped ({why})[/]")
                 outcome[name] = "skipped"
                 continue
-            if fresh:  # --fresh means from scratch: no resuming from an earlier run's trainer checkpoints
+            if fresh and is_main():  # --fresh means from scratch: no resuming from an earlier run's checkpoints
                 import shutil
 
                 for ckpt in self.run_dir.glob(f"{name}/**/checkpoints"):
                     shutil.rmtree(ckpt, ignore_errors=True)
             elif why != "not run yet":
                 self.console.print(f"[dim]stage {name}: runs ({why})[/]")
+            barrier()
             outcome[name] = self.run_stage(name, ctx)
         return outcome
 
     def run_stage(self, name: str, ctx: Context) -> str:
         stage = STAGES[name]
         marker = self.state_dir / f"{name}.json"
-        marker.unlink(missing_ok=True)  # not finished until proven otherwise
-        self.console.rule(f"[bold]stage {name}[/] — {stage.help}")
-        check_free_space(name, self.recipe, self.run_dir)
-        t0 = time.time()
-        quiet_libraries()
         upstream = self.upstream(name)  # what the stage is built on, as recorded by those stages
         ctx.fingerprint = self.expected_fingerprint(name)
+        barrier()  # every process has read the records before the main one changes them
+        if is_main():
+            marker.unlink(missing_ok=True)  # not finished until proven otherwise
+            check_free_space(name, self.recipe, self.run_dir)
+        self.console.rule(f"[bold]stage {name}[/] — {stage.help}")
+        t0 = time.time()
+        quiet_libraries()
+        release_memory()  # the last stage's model is gone before this one loads its own
         try:
             stage.run(ctx)
         except Exception as e:
@@ -310,6 +317,11 @@ class Pipeline:
                 raise
             # CUDA out of memory: say which settings to lower, not a raw trace
             raise UserError(out_of_memory_advice(name, self.recipe)) from None
+        finally:
+            release_memory()
+        barrier()
+        if not is_main():
+            return "done"  # the main process checks and records the outputs
         missing = [o for o in self.outputs(name) if not (self.run_dir / o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing: {', '.join(missing)}")
@@ -325,6 +337,15 @@ class Pipeline:
                             "seconds": seconds, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.console.print(f"stage {name}: done in {seconds:.1f} s")
         return "done"
+
+
+def check_process_count(selected: list[str]) -> None:
+    """Several processes (accelerate launch, torchrun) share the training stages; the others run once."""
+    if world_size() > 1 and set(selected) - set(TRAINING_STAGES):
+        others = ", ".join(s for s in selected if s not in TRAINING_STAGES)
+        raise UserError(f"{world_size()} processes (accelerate launch / torchrun) train only: --stages "
+                        f"{','.join(s for s in selected if s in TRAINING_STAGES) or 'warmup'}; run {others} as one "
+                        "process (python run_all.py --stages ...)")
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -60,7 +60,7 @@ def run(ctx) -> None:
         tracker = None
         if r.srpo.track_every > 0:
             tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console,
-                                    ref_model=ref_model)
+                                    ref_model=ref_model, max_length=r.srpo.max_length)
             callbacks.append(tracker.callback(r.srpo.track_every, resumed=resume is not None))
         trainer = DPOTrainer(model=policy, ref_model=ref_model, args=dpo_config(r, ckpt_dir),
                              train_dataset=dpo_dataset(train_rows), processing_class=tok, callbacks=callbacks)

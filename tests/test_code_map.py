@@ -4,7 +4,7 @@ a stage or the command line, and nothing in the runtime package imports the main
 
 Layers, bottom to top (README.md, "Code map"):
   1. base: errors, vocabulary, reasoning (the one reasoning/answer split), fileio, wheels (files in pinned
-     PyPI wheels), then recipe (the schema)
+     PyPI wheels), ranks (which process writes), then recipe (the schema)
   2. helpers: the subpackages (data_sources, teacher, judges, modeling, training, analysis)
   3. stages: data, warmup, pairs, srpo, baselines, eval, report (flat scripts, one per stage)
   4. orchestration: pipeline (the stage table), commands/ (judge, chat, export, compare), cli
@@ -21,7 +21,7 @@ import pytest
 
 PACKAGE = "saro_lite"
 STAGES = ("data", "warmup", "pairs", "srpo", "baselines", "eval", "report")
-BASE = ("errors", "vocabulary", "reasoning", "fileio", "wheels", "recipe")
+BASE = ("errors", "vocabulary", "reasoning", "fileio", "wheels", "ranks", "recipe")
 ORCHESTRATION = ("cli", "pipeline", "commands")
 
 

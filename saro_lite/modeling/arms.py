@@ -21,6 +21,13 @@ class Arms:
         self.lora = ctx.recipe.model.finetune == "lora"
         self.model = None
 
+    def release(self) -> None:
+        """Drop the loaded base (and its adapters) and free its memory."""
+        from .loading import release_memory
+
+        self.model = None
+        release_memory()
+
     def path(self, arm: str) -> str:
         return str(self.ctx.path(artifact(self.ctx.recipe, ARM_STAGES[arm])))
 

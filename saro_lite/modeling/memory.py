@@ -292,17 +292,22 @@ def _train_stage(recipe, shape: Shape, cfg, s: int, on_gpu: bool, dpo: bool, fus
     four_bit = m.load_in_4bit and lora
     weights = weight_bytes(shape, s, four_bit, m.bnb_4bit_use_double_quant)
     optim = cfg.optim if on_gpu or not cfg.optim.startswith("paged_") else "adamw_torch"
+    # full fine-tuning on a GPU in 16 bits loads fp32 weights (loading.load_dtype): mixed precision keeps
+    # fp32 master weights and grads, and computes the activations in 16 bits under autocast
+    master = 4 if on_gpu and s == 2 else s
     if lora:
         sizes = lora_tensors(shape, m.lora_r, m.lora_target_modules)
         trainable = sum(sizes)
         lora_b = trainable * 4.0
         grads = trainable * 4.0
         opt = optimizer_bytes(sizes, optim)
-    else:  # full fine-tuning: 16-bit weights, grads in the model dtype
+    else:  # full fine-tuning: weights and grads at `master` bytes, optimizer state over every parameter
         trainable = shape.total_params()
-        lora_b, grads = 0.0, trainable * float(s)
+        weights = weight_bytes(shape, master, False, False)
+        lora_b, grads = 0.0, trainable * float(master)
         opt = optimizer_bytes([trainable], optim)
-        notes.append("finetune full: grads and optimizer over every parameter")
+        notes.append("finetune full: fp32 weights and grads under mixed precision, optimizer over every parameter"
+                     if master != s else "finetune full: grads and optimizer over every parameter")
     if "paged" in optim and on_gpu:
         notes.append("paged optimizer state is in CUDA unified memory, not in torch's allocated/reserved")
 
@@ -331,7 +336,7 @@ def _train_stage(recipe, shape: Shape, cfg, s: int, on_gpu: bool, dpo: bool, fus
         if lora:
             reference += trainable * 4.0  # the frozen `ref` adapter (fp32 copy of the SFT adapter)
         else:
-            reference += weight_bytes(shape, s, False, False)  # a second full model
+            reference += weight_bytes(shape, master, False, False)  # a second full model, loaded like the policy
         # Dynamic peaks above the static memory (weights, adapters), compared with the training step's:
         step_peak = opt + grads + act + head  # backward: grads filling up, one layer's activations
         nograd = nograd_layer_bytes_per_token(shape, s)

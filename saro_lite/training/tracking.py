@@ -12,16 +12,21 @@ length alone; in the starter pack the chosen side is the longer one in every pai
 
 Pairs are scored exactly as TRL's DPOTrainer scores them: append the end-of-turn token unless the
 response already ends with it, tokenize `prompt` and `prompt + response` separately, and score from the
-first position where the two token lists diverge; nothing is truncated. Reference log-probs are
+first position where the two token lists diverge; sequences longer than srpo.max_length are cut
+as DPOConfig(truncation_mode="keep_start") cuts them (their end goes), and a pair whose prompt alone
+fills max_length is left out, as TRL leaves it out of training. Reference log-probs are
 computed once (the RW model, TRL's frozen `ref` adapter); policy log-probs are computed in batched
 no-grad passes that return per-token log-probs without materialising full-vocabulary logits.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from ..fileio import append_jsonl
+from ..ranks import is_main
 
 
 @dataclass
@@ -39,16 +44,18 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def encode_pairs(tokenizer, rows: list[dict]) -> list[tuple[Encoded, Encoded]]:
+def encode_pairs(tokenizer, rows: list[dict], max_length: int | None = None) -> list[tuple[Encoded, Encoded]]:
     eos = tokenizer.eos_token
     out = []
     for r in rows:
         p = tokenizer(r["prompt"])["input_ids"]
+        if max_length is not None and len(p) >= max_length:
+            continue  # TRL drops it: nothing of the response would be left
         sides = []
         full = {}
         for side in ("chosen", "rejected"):
             text = r[side] if r[side].endswith(eos) else r[side] + eos
-            full[side] = tokenizer(r["prompt"] + text)["input_ids"]
+            full[side] = tokenizer(r["prompt"] + text)["input_ids"][:max_length]
         start = min(common_prefix(p, full["chosen"]), common_prefix(p, full["rejected"]))
         for side in ("chosen", "rejected"):
             sides.append(Encoded(full[side], start))
@@ -122,8 +129,8 @@ class RewardTracker:
     """Scores the validation pairs at step 0, every `every` steps, and on the final weights."""
 
     def __init__(self, tokenizer, rows: list[dict], beta: float, batch_size: int, metrics_path: Path, console,
-                 fused: bool = True, ref_model=None):
-        pairs = encode_pairs(tokenizer, rows)
+                 fused: bool = True, ref_model=None, max_length: int | None = None):
+        pairs = encode_pairs(tokenizer, rows, max_length)
         self.chosen = [c for c, _ in pairs]
         self.rejected = [r for _, r in pairs]
         self.pad_id = tokenizer.pad_token_id
@@ -155,12 +162,17 @@ class RewardTracker:
                                             len_c=[len(e.input_ids) - e.start for e in self.chosen],
                                             len_r=[len(e.input_ids) - e.start for e in self.rejected])}
         self.rows.append(row)
-        append_jsonl(self.metrics_path, row)
+        if is_main():  # one writer under accelerate launch (every process scores the same weights)
+            append_jsonl(self.metrics_path, row)
         return row
 
     def check_start(self, row: dict) -> None:
         """At step 0 the policy IS the reference: accuracy 1.0 or a margin far from 0 means the
         reference is wrong (e.g. the bare base with adapters disabled)."""
+        if not all(math.isfinite(row[k]) for k in ("val/reward_margin", "val/reward_chosen", "val/reward_rejected")):
+            raise UserError(f"SRPO step 0: the validation reward margin is {row['val/reward_margin']} (not a number): "
+                            "the reference or the policy computes NaN/inf log-probs, as fp16 does on models that "
+                            "overflow in it (Qwen2.5, Gemma); use model.dtype bfloat16 on a GPU that has it, or float32")
         if abs(row["val/reward_margin"]) > 1e-3 or row["val/reward_accuracy"] >= 1.0:
             self.console.print(f"[yellow]warning:[/] at SRPO step 0 the validation reward margin is "
                                f"{row['val/reward_margin']:.4g} and accuracy {row['val/reward_accuracy']:.2f}; both "

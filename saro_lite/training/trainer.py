@@ -17,8 +17,10 @@ import shutil
 from pathlib import Path
 
 from ..fileio import append_jsonl, atomic_write_text, read_jsonl, write_json, write_jsonl
-from ..modeling.loading import (artifact, cast_trainable_to_fp32, device_and_dtypes, load_model, lora_config,
-                               prepare_for_qlora)
+from ..errors import UserError
+from ..ranks import barrier, is_main
+from ..modeling.loading import (artifact, cast_trainable_to_fp32, check_gpu_for_training, device_and_dtypes,
+                               load_model, lora_config, prepare_for_qlora)
 from ..recipe import Recipe, Train
 
 # Recipe fields handed to TRL's configs as they are (the kit's own fields are not TRL's).
@@ -141,6 +143,11 @@ def _callback_base():
     return TrainerCallback
 
 
+NON_FINITE_ADVICE = ("training stops here (the last checkpoint is kept). In fp16 (GPUs without bf16) models such as "
+                     "Qwen2.5 and Gemma overflow: use a GPU with bf16 or model.dtype float32; else lower the "
+                     "learning rate or check the data")
+
+
 def make_metrics_logger(path: Path, console, stage: str):
     """Append one JSON object per logged step (TRL's keys), and warn on degenerate values."""
     TrainerCallback = _callback_base()
@@ -150,6 +157,7 @@ def make_metrics_logger(path: Path, console, stage: str):
             self.rows: list[dict] = []
             self.summary: dict = {}
             self._warned: set[str] = set()
+            self._bad_grads = 0
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not logs or not state.is_world_process_zero:  # one writer under accelerate launch
@@ -170,9 +178,15 @@ def make_metrics_logger(path: Path, console, stage: str):
                 console.print(f"[yellow]warning ({stage}):[/] {msg}")
 
         def _check(self, row: dict):
-            loss = row.get("loss")
-            if loss is not None and (math.isnan(loss) or math.isinf(loss)):
-                self._warn("nan", f"loss is {loss} at step {row['step']}: lower the learning rate, or check the data")
+            loss, grad = row.get("loss"), row.get("grad_norm")
+            if loss is not None and not math.isfinite(loss):
+                raise UserError(f"stage {stage}: the loss is {loss} at step {row['step']}; {NON_FINITE_ADVICE}")
+            # fp16's GradScaler skips a step whose gradients overflow, silently; a few at the start are
+            # how it finds its scale, but overflow on every logged step means nothing is being learned
+            self._bad_grads = self._bad_grads + 1 if isinstance(grad, float) and not math.isfinite(grad) else 0
+            if self._bad_grads >= 3:
+                raise UserError(f"stage {stage}: the gradient norm is {grad} on {self._bad_grads} logged steps in a row "
+                                f"(last: step {row['step']}); {NON_FINITE_ADVICE}")
             if stage == "srpo" and loss is not None and len(self.rows) >= 3:
                 last = self.rows[-3:]
                 if all(abs(r["loss"] - 0.6931) < 1e-3 and abs(r.get("rewards/margins", 0)) < 1e-6 for r in last):
@@ -281,10 +295,17 @@ def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None 
     trainer.save_model; summary_extra(trainer) adds fields to the summary (after saving). `name` labels the
     metrics warnings and the resume line, `progress` the progress bar. Writes <stage_dir>/metrics.jsonl, the
     adapter (or model) and <stage_dir>/summary.json; returns the summary."""
+    import torch
+
+    check_gpu_for_training(torch)
     ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
-    resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint, ctx.console)
     metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
-    trim_metrics(metrics_path, checkpoint_step(resume))
+    if is_main():  # under accelerate launch one process prepares the folders, the others wait and read
+        resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint, ctx.console)
+        trim_metrics(metrics_path, checkpoint_step(resume))
+    barrier()
+    if not is_main():
+        resume = latest_checkpoint(ckpt_dir, ctx.fingerprint)
     if resume:
         ctx.console.print(f"resuming {name} from {resume}")
     logger = make_metrics_logger(metrics_path, ctx.console, name)
@@ -293,10 +314,17 @@ def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None 
     trainer.train(resume_from_checkpoint=resume)
 
     out = ctx.path(artifact(ctx.recipe, stage_dir))
-    shutil.rmtree(out, ignore_errors=True)
-    (save or (lambda t, o: t.save_model(str(o))))(trainer, out)
+    if is_main():
+        shutil.rmtree(out, ignore_errors=True)
+    barrier()  # no process may still read the old folder's files while they go
+    if save is None:
+        trainer.save_model(str(out))  # every process calls it; transformers writes from the main one
+    elif trainer.args.should_save:
+        save(trainer, out)
+    barrier()
     summary = {**logger.summary, **cuda_memory(), **(summary_extra(trainer) if summary_extra else {})}
-    write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
+    if is_main():
+        write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
     if report_loss and logger.rows:
         rows = read_jsonl(metrics_path, allow_empty=True, torn_ok=True)  # the whole run, resumed parts too
         first = rows[0] if rows else logger.rows[0]
