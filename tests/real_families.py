@@ -20,19 +20,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SDIST = "llama-cpp-python==0.3.36"
-SDIST_FILE = "llama_cpp_python-0.3.36.tar.gz"
-SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-MODELS = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/"
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
+
+from saro_lite.wheels import LLAMA_CPP_SDIST  # noqa: E402  (the kit's pin: export --gguf reads the same file)
+
+SDIST, SDIST_FILE, SDIST_SHA256 = LLAMA_CPP_SDIST
+MODELS = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/"
 
 # Qwen2.5's and Qwen3's added tokens that the GGUF vocabulary keeps as [PAD<id>] placeholders; the
 # templates write the tool tokens, Qwen3 its reasoning tags (ids as in the models' own tokenizer.json).
@@ -99,26 +99,12 @@ def cache_root() -> Path:
 
 
 def fetch_sdist() -> Path:
-    """The llama-cpp-python sdist from the cache, else from PyPI with pip (downloaded, never built).
-    A failure raises with pip's own last line: tests that need it fail, they do not skip."""
-    from saro_lite.wheels import sha256_file
+    """The llama-cpp-python sdist from the cache, else from PyPI with pip (downloaded, never built): the
+    kit's own fetch (saro_lite.wheels.fetch_sdist, which `export --gguf` uses too). A failure raises with
+    pip's own last line: tests that need it fail, they do not skip."""
+    from saro_lite.wheels import fetch_sdist as fetch
 
-    folder = cache_root() / "sdists"
-    path = folder / SDIST_FILE
-    if path.exists() and sha256_file(path) == SDIST_SHA256:
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                           "--disable-pip-version-check", "--no-input", "-d", str(folder), SDIST],
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not path.exists():
-        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"`pip download --no-deps --no-binary :all: {SDIST}` failed: {last[:300]}")
-    got = sha256_file(path)
-    if got != SDIST_SHA256:
-        path.unlink()
-        raise RuntimeError(f"{SDIST_FILE}: sha256 {got}, expected {SDIST_SHA256}; removed")
-    return path
+    return fetch(SDIST, SDIST_FILE, SDIST_SHA256, cache_root() / "sdists", what="tests/real_families.py")
 
 
 def extract(names: list[str]) -> Path:
