@@ -15,13 +15,15 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert [x.name for x in p.parent.iterdir()] == ["a.jsonl"]
 
 
-def test_append_then_torn_last_line_is_dropped(tmp_path):
+def test_a_torn_last_line_is_dropped_only_from_the_kits_own_logs(tmp_path):
     p = tmp_path / "m.jsonl"
     append_jsonl(p, {"step": 1})
     append_jsonl(p, {"step": 2})
     with open(p, "a") as f:
         f.write('{"step": 3, "lo')  # a run killed mid-write
-    assert [r["step"] for r in read_jsonl(p)] == [1, 2]
+    assert [r["step"] for r in read_jsonl(p, torn_ok=True)] == [1, 2]  # metrics.jsonl
+    with pytest.raises(UserError, match=r"m\.jsonl:3: the last line is cut off"):
+        read_jsonl(p)  # any other file: the rows it lost would be lost without a word
 
 
 def test_broken_line_in_the_middle_names_file_and_line(tmp_path):
