@@ -12,12 +12,28 @@ baselines/<arm>/adapter (or /model) and baselines/<arm>/metrics.jsonl.
 """
 from __future__ import annotations
 
-from .data_sources.records import STARTER_DIR, load_op
+from .data_sources.records import load_op
 from .fileio import read_jsonl
-from .modeling.loading import cast_trainable_to_fp32, load_model
-from .training.datasets import dpo_dataset, pair_row, prompt_completion_dataset
-from .training.trainer import dpo_config, load_base_for_training, train, train_sft
-from .vocabulary import BASELINE_ARMS
+from .modeling.qlora import cast_trainable_to_fp32
+from .modeling.loading import load_model
+from .training.examples import dpo_dataset, pair_row, prompt_completion_dataset
+from .training.trainer import TrainingRun, dpo_config, load_base_for_training, train_sft
+from .vocabulary import STARTER_DIR, BASELINE_ARMS
+
+
+def run(ctx) -> None:
+    r = ctx.recipe
+    arms = requested(r)
+    if not arms:
+        ctx.console.print("no baseline arms requested (add safety_sft and/or dpo to eval.arms)")
+        return
+    renderer = ctx.renderer()
+    if "safety_sft" in arms:
+        rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
+        train_sft(ctx, direct_sft_dataset(renderer, rows), "baselines/safety_sft", "baseline safety_sft")
+    if "dpo" in arms:
+        op = read_jsonl(ctx.path("data/op_cot.jsonl"), allow_empty=True) or load_op(STARTER_DIR / "op_cot.jsonl")
+        train_dpo_from_base(ctx, direct_dpo_rows(renderer, op), "baselines/dpo")
 
 
 def requested(recipe) -> list[str]:
@@ -48,38 +64,20 @@ def dpo_learning_rate(recipe) -> float:
 def train_dpo_from_base(ctx, rows: list[dict], stage_dir: str) -> dict:
     """Plain DPO from the base: a fresh adapter whose reference is the base with adapters disabled (full
     fine-tuning: a second, frozen copy of the base), at dpo_learning_rate."""
+    from trl import DPOTrainer
+
     r = ctx.recipe
     lr = dpo_learning_rate(r)
-
-    def make_trainer(ckpt_dir, metrics_path, logger, resume):
-        from trl import DPOTrainer
-
-        model, peft_config = load_base_for_training(ctx, r.srpo)
-        ref_model = None
-        if peft_config is None:
-            ref_model = load_model(r, ctx.model_path, for_training=True).eval()
-            ref_model.requires_grad_(False)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=dpo_config(r, ckpt_dir, learning_rate=lr),
-                             train_dataset=dpo_dataset(rows), processing_class=ctx.tokenizer(),
-                             peft_config=peft_config, callbacks=[logger])
-        cast_trainable_to_fp32(trainer.model)
-        return trainer
-
-    return train(ctx, stage_dir, "dpo baseline", make_trainer, progress="baseline dpo",
-                 summary_extra=lambda t: {"pairs": len(rows), "learning_rate": lr})
-
-
-def run(ctx) -> None:
-    r = ctx.recipe
-    arms = requested(r)
-    if not arms:
-        ctx.console.print("no baseline arms requested (add safety_sft and/or dpo to eval.arms)")
-        return
-    renderer = ctx.renderer()
-    if "safety_sft" in arms:
-        rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
-        train_sft(ctx, direct_sft_dataset(renderer, rows), "baselines/safety_sft", "baseline safety_sft")
-    if "dpo" in arms:
-        op = read_jsonl(ctx.path("data/op_cot.jsonl"), allow_empty=True) or load_op(STARTER_DIR / "op_cot.jsonl")
-        train_dpo_from_base(ctx, direct_dpo_rows(renderer, op), "baselines/dpo")
-
+    run = TrainingRun(ctx, stage_dir, "dpo baseline", progress="baseline dpo")
+    model, peft_config = load_base_for_training(ctx, r.srpo)
+    reference = None
+    if peft_config is None:
+        reference = load_model(r, ctx.model_path, for_training=True).eval()
+        reference.requires_grad_(False)
+    trainer = DPOTrainer(model=model, ref_model=reference, args=dpo_config(r, run.ckpt_dir, learning_rate=lr),
+                         train_dataset=dpo_dataset(rows), processing_class=ctx.tokenizer(),
+                         peft_config=peft_config, callbacks=[run.logger])
+    cast_trainable_to_fp32(trainer.model)
+    run.train(trainer)
+    run.save(trainer)
+    return run.finish(trainer, {"pairs": len(rows), "learning_rate": lr})

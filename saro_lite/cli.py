@@ -109,7 +109,8 @@ def check_model_available(recipe) -> None:
 
 def check_inputs(recipe) -> None:
     """The data files and model a run will read exist and parse (no model is loaded)."""
-    from .data_sources.records import STARTER_DIR, load_op, load_pp, load_rit_d
+    from .data_sources.records import load_op, load_pp, load_rit_d
+    from .vocabulary import STARTER_DIR
 
     check_model_available(recipe)
     if recipe.data.source == "file":
@@ -140,7 +141,7 @@ def check_inputs(recipe) -> None:
 
 
 def resolved_settings(recipe, model_path: str, run_dir: Path) -> dict:
-    from .modeling.loading import device_and_dtypes
+    from .modeling.devices import device_and_dtypes
     from .recipe import cache_dir
 
     device, dtype, compute = device_and_dtypes(recipe)
@@ -224,10 +225,10 @@ def tune_malloc() -> bool:
     """Keep PyTorch's per-step CPU buffers in the heap instead of returning them to the OS.
 
     glibc serves large allocations with mmap and gives them back on free, so every training step on the
-    CPU pays fresh page faults and zeroing for the same activation and gradient buffers. Raising the mmap
-    and trim thresholds (as `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...` would) made the tiny base's
-    pretraining about 1.4x faster on 2 cores (24.6 s -> 16.8-18.1 s for 60 steps). Linux/glibc only; a no-op
-    elsewhere, and SARO_LITE_MALLOC_TUNING=0 turns it off."""
+    CPU pays fresh page faults and zeroing for the same activation and gradient buffers; raising the mmap
+    and trim thresholds (as `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...` would) keeps them (README,
+    "Troubleshooting", has the measurement). Linux/glibc only; a no-op elsewhere, and
+    SARO_LITE_MALLOC_TUNING=0 turns it off."""
     import os
 
     if os.environ.get("SARO_LITE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
@@ -268,9 +269,8 @@ def tune_threads(busy: float | None = None) -> str | None:
     """OpenMP threads that wait by sleeping, not spinning, when other processes already use the CPUs.
 
     PyTorch's OpenMP threads spin-wait between operations. On a machine where something else is busy
-    they burn the time slices the other threads need, and training collapses: the tiny warmup (200 steps,
-    2 cores, one `yes > /dev/null` beside it) took 85.8 s with the default policy and 45.0 s with
-    OMP_WAIT_POLICY=PASSIVE, but on a quiet machine PASSIVE costs 29.6 s -> 37.0 s. So the policy is
+    they burn the time slices the other threads need, and training collapses; sleeping threads cost time
+    on a quiet machine (README, "Troubleshooting", has the measurements). So the policy is
     chosen at start-up from what the CPUs are doing: PASSIVE when other processes keep at least half a
     CPU busy, else the default. An OMP_WAIT_POLICY you set is never changed; SARO_LITE_THREAD_TUNING=0
     turns this off. Only before torch is imported (the stages import it): later it would not take."""

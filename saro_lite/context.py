@@ -33,6 +33,6 @@ class Context:
         return self.shared["tokenizer"]
 
     def renderer(self):
-        from .modeling.loading import make_renderer
+        from .modeling.rendering import make_renderer
 
         return make_renderer(self.recipe, self.tokenizer())

@@ -13,58 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .vocabulary import STARTER_DIR
 from .errors import UserError
 from .fileio import write_json, write_jsonl
 from .data_sources.holdout import normalize_prompt, validation_prompts
-from .data_sources.records import (STARTER_DIR, balanced_limit, load_op, load_pp, load_rit_d, prompt_record,
+from .data_sources.records import (balanced_limit, load_op, load_pp, load_rit_d, prompt_record,
                                    shorten, teacher_prompts)
-
-
-def from_teacher(ctx) -> list[dict]:
-    from .teacher.synthesis import synthesize_rit_d
-    from .teacher.setup import policy_text, print_report, teacher_cache, teacher_client
-
-    r = ctx.recipe
-    prompts = balanced_limit(teacher_prompts(r), r.data.limit, r.data.kinds, r.seed)
-    rows, report = synthesize_rit_d(prompts, teacher_client(r), teacher_cache(r), policy_text(r),
-                                    r.teacher.samples, malformed_retries=r.teacher.malformed_retries,
-                                    judge_filter=r.teacher.judge_filter, console=ctx.console)
-    write_json(ctx.path("data/teacher_report.json"), report)
-    print_report(ctx.console, "RIT-D", report)
-    if not rows:
-        raise UserError("data.source teacher: the teacher produced no usable trace; see data/teacher_report.json")
-    return rows
-
-
-def load_rows(ctx) -> tuple[list[dict], str]:
-    r = ctx.recipe
-    if r.data.source == "teacher":
-        return from_teacher(ctx), f"teacher {r.teacher.model}"
-    if r.data.source in ("star1", "stair_sft"):
-        from .data_sources.datasets import load_source
-
-        log = lambda m: ctx.console.print(m, markup=False)  # noqa: E731
-        rows = load_source(r.data.source, r.data.path, where="data.path", log=log)
-        return balanced_limit(rows, r.data.limit, r.data.kinds, r.seed), r.data.path or r.data.source
-    path = r.data.path if r.data.source == "file" else STARTER_DIR / "rit_d.jsonl"
-    return balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed), str(path)
-
-
-def pair_traces(rows: list[dict], kinds) -> list[dict]:
-    """data.pair_trace_kinds: the chosen sides of the starter OP-COT / PP-COT pairs of these kinds as
-    RIT-D records (PP: the shared prefix + the chosen steps), skipping prompts already in `rows`."""
-    seen = {x["prompt"].strip().lower() for x in rows}
-    kinds = set(kinds)
-    out = []
-    for p in load_op(STARTER_DIR / "op_cot.jsonl") + load_pp(STARTER_DIR / "pp_cot.jsonl"):
-        key = p["prompt"].strip().lower()
-        if key in seen or p["kind"] not in kinds:
-            continue
-        seen.add(key)
-        c = p["chosen"]
-        steps = c["reasoning"] if "reasoning" in c else p["prefix"] + c["steps"]
-        out.append({**prompt_record(p), "reasoning": steps, "answer": c["answer"]})
-    return out
 
 
 def run(ctx) -> None:
@@ -94,3 +48,49 @@ def run(ctx) -> None:
     ctx.console.print(f"RIT-D: {len(rows)} records from {path} "
                       f"({', '.join(f'{k} {counts[k]}' for k in r.data.kinds)})")
 
+
+def from_teacher(ctx) -> list[dict]:
+    from .synthesis.teacher import synthesize_rit_d
+    from .synthesis.setup import policy_text, print_report, teacher_cache, teacher_client
+
+    r = ctx.recipe
+    prompts = balanced_limit(teacher_prompts(r), r.data.limit, r.data.kinds, r.seed)
+    rows, report = synthesize_rit_d(prompts, teacher_client(r), teacher_cache(r), policy_text(r),
+                                    r.teacher.samples, malformed_retries=r.teacher.malformed_retries,
+                                    judge_filter=r.teacher.judge_filter, console=ctx.console)
+    write_json(ctx.path("data/teacher_report.json"), report)
+    print_report(ctx.console, "RIT-D", report)
+    if not rows:
+        raise UserError("data.source teacher: the teacher produced no usable trace; see data/teacher_report.json")
+    return rows
+
+
+def load_rows(ctx) -> tuple[list[dict], str]:
+    r = ctx.recipe
+    if r.data.source == "teacher":
+        return from_teacher(ctx), f"teacher {r.teacher.model}"
+    if r.data.source in ("star1", "stair_sft"):
+        from .data_sources.public_datasets import load_source
+
+        log = lambda m: ctx.console.print(m, markup=False)  # noqa: E731
+        rows = load_source(r.data.source, r.data.path, where="data.path", log=log)
+        return balanced_limit(rows, r.data.limit, r.data.kinds, r.seed), r.data.path or r.data.source
+    path = r.data.path if r.data.source == "file" else STARTER_DIR / "rit_d.jsonl"
+    return balanced_limit(load_rit_d(path), r.data.limit, r.data.kinds, r.seed), str(path)
+
+
+def pair_traces(rows: list[dict], kinds) -> list[dict]:
+    """data.pair_trace_kinds: the chosen sides of the starter OP-COT / PP-COT pairs of these kinds as
+    RIT-D records (PP: the shared prefix + the chosen steps), skipping prompts already in `rows`."""
+    seen = {x["prompt"].strip().lower() for x in rows}
+    kinds = set(kinds)
+    out = []
+    for p in load_op(STARTER_DIR / "op_cot.jsonl") + load_pp(STARTER_DIR / "pp_cot.jsonl"):
+        key = p["prompt"].strip().lower()
+        if key in seen or p["kind"] not in kinds:
+            continue
+        seen.add(key)
+        c = p["chosen"]
+        steps = c["reasoning"] if "reasoning" in c else p["prefix"] + c["steps"]
+        out.append({**prompt_record(p), "reasoning": steps, "answer": c["answer"]})
+    return out

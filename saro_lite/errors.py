@@ -7,14 +7,28 @@ class UserError(Exception):
     """A mistake the user can fix (recipe, override, data file, command line). No traceback is shown."""
 
 
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline_variable() -> str | None:
+    """The environment variable that puts the Hugging Face libraries offline, as it is set (huggingface_hub
+    reads 1/true/yes/on, any case, as set), or None when neither is."""
+    import os
+
+    for name in OFFLINE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return f"{name}={value}"
+    return None
+
+
 def hub_error(key: str, name: str, err: Exception, *, dataset: bool = False, licence_url: str | None = None,
               otherwise: str = "") -> UserError:
     """The one line for anything the Hub could not give (a model, a dataset, a guard model): why (offline,
     unreachable, gated), the `hf download` command that fetches it once, and the local alternative."""
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
-        why = "HF_HUB_OFFLINE=1 is set"
+    offline = offline_variable()
+    if offline:
+        why = f"{offline} is set"
     else:
         why = "the Hub could not be reached or the " + ("dataset" if dataset else "model") + " is gated"
     licence = f"accept the licence on {licence_url}, " if licence_url else ""

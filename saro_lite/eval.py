@@ -23,46 +23,9 @@ from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
 from .analysis.scoring import arm_metrics, score_row, scope_text
 from .data_sources.eval_sets import load_eval_sets
-from .modeling.arms import Arms, all_arms, extra_arm
-from .modeling.loading import release_memory
+from .arms import Arms, all_arms, extra_arm
+from .modeling.devices import release_memory
 from .vocabulary import JUDGE_SCOPES, MAIN_SETS, SAFETY_KINDS, SUMMARY_KEYS
-
-@contextlib.contextmanager
-def own_arm(ctx, arms: Arms, arm: str):
-    with arms.use(arm) as model:
-        yield model, ctx.tokenizer(), ctx.renderer()
-
-
-def served_generations(ctx, arm: str, prompts: list[str], progress, task) -> list:
-    """eval.generator openai: the arm's served model answers through the kit's OpenAI-compatible client
-    (retries, backoff); the server applies the chat template, so messages are sent, not rendered text,
-    with model.chat_template_kwargs as the request's `chat_template_kwargs` (vLLM passes them to the
-    template, as the local path's Renderer does: Llama 3.2's date_string, Qwen3's enable_thinking, ...)."""
-    from .modeling.generate import Generation
-    from .teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
-
-    e, r = ctx.recipe.eval, ctx.recipe
-    settings = TeacherSettings(backend="openai", base_url=e.base_url, model=e.served_models.get(arm, arm),
-                               api_key_env=e.api_key_env, temperature=e.temperature if e.do_sample else 0.0,
-                               max_tokens=e.max_new_tokens, concurrency=e.concurrency,
-                               extra_body={"chat_template_kwargs": dict(r.model.chat_template_kwargs)}
-                               if r.model.chat_template_kwargs else None)
-    system = [{"role": "system", "content": r.model.system_prompt}] if r.model.system_prompt else []
-    results = OpenAIClient(settings).complete(
-        [TeacherRequest(system + [{"role": "user", "content": p}], sample_index=r.seed) for p in prompts],
-        description=f"eval {arm}")
-    if progress is not None:
-        progress.advance(task, len(prompts))
-    failed = [i for i, x in enumerate(results) if not x.ok]
-    if failed:
-        raise UserError(f"eval.generator openai: {len(failed)} of {len(prompts)} requests for arm '{arm}' failed "
-                        f"({results[failed[0]].error}); is model '{settings.model}' served at {e.base_url}?")
-    return [Generation(x.text or "", x.tokens, True) for x in results]
-
-
-@contextlib.contextmanager
-def served_arm(ctx, arm: str):
-    yield None, ctx.tokenizer(), ctx.renderer()
 
 
 def run(ctx) -> None:
@@ -129,6 +92,44 @@ def run(ctx) -> None:
                         scope=r.eval.judge_scope)
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {m[k]:.2f}" for k in SUMMARY_KEYS
                                                  if isinstance(m.get(k), float)))
+
+
+@contextlib.contextmanager
+def own_arm(ctx, arms: Arms, arm: str):
+    with arms.use(arm) as model:
+        yield model, ctx.tokenizer(), ctx.renderer()
+
+
+def served_generations(ctx, arm: str, prompts: list[str], progress, task) -> list:
+    """eval.generator openai: the arm's served model answers through the kit's OpenAI-compatible client
+    (retries, backoff); the server applies the chat template, so messages are sent, not rendered text,
+    with model.chat_template_kwargs as the request's `chat_template_kwargs` (vLLM passes them to the
+    template, as the local path's Renderer does: Llama 3.2's date_string, Qwen3's enable_thinking, ...)."""
+    from .modeling.generate import Generation
+    from .endpoints.client import OpenAIClient, ChatRequest, EndpointSettings
+
+    e, r = ctx.recipe.eval, ctx.recipe
+    settings = EndpointSettings(backend="openai", base_url=e.base_url, model=e.served_models.get(arm, arm),
+                               api_key_env=e.api_key_env, temperature=e.temperature if e.do_sample else 0.0,
+                               max_tokens=e.max_new_tokens, concurrency=e.concurrency,
+                               extra_body={"chat_template_kwargs": dict(r.model.chat_template_kwargs)}
+                               if r.model.chat_template_kwargs else None)
+    system = [{"role": "system", "content": r.model.system_prompt}] if r.model.system_prompt else []
+    results = OpenAIClient(settings).complete(
+        [ChatRequest(system + [{"role": "user", "content": p}], sample_index=r.seed) for p in prompts],
+        description=f"eval {arm}")
+    if progress is not None:
+        progress.advance(task, len(prompts))
+    failed = [i for i, x in enumerate(results) if not x.ok]
+    if failed:
+        raise UserError(f"eval.generator openai: {len(failed)} of {len(prompts)} requests for arm '{arm}' failed "
+                        f"({results[failed[0]].error}); is model '{settings.model}' served at {e.base_url}?")
+    return [Generation(x.text or "", x.tokens, True) for x in results]
+
+
+@contextlib.contextmanager
+def served_arm(ctx, arm: str):
+    yield None, ctx.tokenizer(), ctx.renderer()
 
 
 EMBEDDINGS = "embeddings"  # the stamp name of eval/<arm>/embeddings.npz
@@ -209,4 +210,3 @@ def judge_safety(ctx, sets: dict[str, list[dict]]) -> None:
                     x.pop("judged_text")
                     out.append({**x, **{f"unsafe_{sc}": by_scope[sc][i].get("unsafe") for sc in JUDGE_SCOPES}})
                 write_jsonl(path, out)
-

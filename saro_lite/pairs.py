@@ -12,11 +12,40 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .vocabulary import STARTER_DIR
 from .errors import UserError
 from .fileio import write_jsonl
 from .data_sources.holdout import known_pair_records, normalize_prompt, split_val
-from .data_sources.records import STARTER_DIR, balanced_limit, load_op, load_pp, shorten
-from .training.datasets import render_pairs
+from .data_sources.records import balanced_limit, load_op, load_pp, shorten
+from .training.examples import render_pairs
+
+
+def run(ctx) -> None:
+    r = ctx.recipe
+    kinds = r.data.kinds
+    if r.pairs.source == "teacher":  # limits its prompts before synthesis
+        op, pp = pairs_from_teacher(ctx)
+    elif r.pairs.source == "self":
+        op, pp = pairs_from_self(ctx)
+        op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
+        pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
+    else:  # starter or file: the same records the data stage read to leave the validation prompts out of RW
+        op, pp = known_pair_records(r)
+    if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
+        op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
+        ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
+                          f"steps, {r.data.max_answer_sentences or 'all'} answer sentences")
+    write_jsonl(ctx.path("data/op_cot.jsonl"), op)
+    write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
+    rows = render_pairs(ctx.renderer(), op, pp)
+    train, val = split_val(rows, r.pairs.val_size, r.seed)
+    write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
+    write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
+    warn_seen_validation_prompts(ctx, op, pp, val)
+    length_report(ctx.tokenizer(), rows, r.srpo.max_length, ctx.console)
+    c = Counter(x["type"] for x in train)
+    ctx.console.print(f"pairs: {len(op)} OP-COT + {len(pp)} PP-COT -> train {len(train)} "
+                      f"(op {c['op']}, pp {c['pp']}), held-out validation {len(val)}")
 
 
 def _num(v, spec: str) -> str:
@@ -76,8 +105,8 @@ def pairs_from_teacher(ctx) -> tuple[list[dict], list[dict]]:
     (or, with data.prompts_path, over those prompts), limited by pairs.op_limit / pp_limit."""
     from .fileio import write_json
     from .data_sources.records import prompt_record
-    from .teacher.synthesis import synthesize_op_cot, synthesize_pp_cot
-    from .teacher.setup import fallback_client, policy_text, print_report, teacher_cache, teacher_client
+    from .synthesis.teacher import synthesize_op_cot, synthesize_pp_cot
+    from .synthesis.setup import fallback_client, policy_text, print_report, teacher_cache, teacher_client
 
     r = ctx.recipe
     kinds = r.data.kinds
@@ -111,9 +140,9 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
     without a reflection cue. Samples (unsafe model output) stay in the run folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .modeling.arms import Arms
+    from .arms import Arms
     from .fileio import read_jsonl, write_json
-    from .teacher.self_path import run_self_pairs
+    from .synthesis.self_path import run_self_pairs
 
     r, p = ctx.recipe, ctx.recipe.pairs
     prompts = read_jsonl(ctx.path("data/prompts.jsonl"))
@@ -124,7 +153,7 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
             op, pp, report = run_self_pairs(model, ctx.tokenizer(), ctx.renderer(), prompts, k=p.k,
                                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
                                             temperature=p.temperature, seed=r.seed, reflection_cue=p.reflection_cue,
-                                            use_op=p.use_op, use_pp=p.use_pp, strict=p.strict, progress=progress,
+                                            use_op=p.use_op, use_pp=p.use_pp, progress=progress,
                                             task=task, loop=r.model.generation_loop)
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
@@ -133,34 +162,6 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
                       f"sample vs the mean accepted ({_num(srs.get('saved_share'), '.0%')}); {len(op)} OP-COT, "
                       f"{len(pp)} PP-COT pairs")
     return op, pp
-
-
-def run(ctx) -> None:
-    r = ctx.recipe
-    kinds = r.data.kinds
-    if r.pairs.source == "teacher":  # limits its prompts before synthesis
-        op, pp = pairs_from_teacher(ctx)
-    elif r.pairs.source == "self":
-        op, pp = pairs_from_self(ctx)
-        op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
-        pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
-    else:  # starter or file: the same records the data stage read to leave the validation prompts out of RW
-        op, pp = known_pair_records(r)
-    if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
-        op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
-        ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
-                          f"steps, {r.data.max_answer_sentences or 'all'} answer sentences")
-    write_jsonl(ctx.path("data/op_cot.jsonl"), op)
-    write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
-    rows = render_pairs(ctx.renderer(), op, pp)
-    train, val = split_val(rows, r.pairs.val_size, r.seed)
-    write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
-    write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
-    warn_seen_validation_prompts(ctx, op, pp, val)
-    length_report(ctx.tokenizer(), rows, r.srpo.max_length, ctx.console)
-    c = Counter(x["type"] for x in train)
-    ctx.console.print(f"pairs: {len(op)} OP-COT + {len(pp)} PP-COT -> train {len(train)} "
-                      f"(op {c['op']}, pp {c['pp']}), held-out validation {len(val)}")
 
 
 def warn_seen_validation_prompts(ctx, op: list[dict], pp: list[dict], val: list[dict]) -> None:
@@ -180,4 +181,3 @@ def warn_seen_validation_prompts(ctx, op: list[dict], pp: list[dict], val: list[
                           f"training prompts (data/rit_d.jsonl): held-out reward tracking then scores prompts "
                           f"the RW model has seen" + (" (the self path samples its pairs on the RW prompts)"
                                                       if ctx.recipe.pairs.source == "self" else ""))
-

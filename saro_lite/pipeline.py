@@ -22,8 +22,9 @@ from .data_sources.eval_sets import eval_set_names
 from .data_sources.holdout import VALIDATION_KEYS
 from .errors import UserError
 from .fileio import atomic_write_text, content_digest, set_open_permissions, write_json
-from .modeling.arms import all_arms
-from .modeling.loading import artifact, release_memory
+from .arms import all_arms
+from .recipe import artifact
+from .modeling.devices import release_memory
 from .ranks import barrier, is_main, world_size
 from .recipe import TEACHER_DATA_KEYS, Recipe, fingerprint, run_dir, select, to_yaml
 

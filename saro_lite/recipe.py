@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import functools
 import hashlib
 import json
 import re
@@ -119,7 +118,7 @@ class Model:
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
-RIT_D_DATASETS = ("star1", "stair_sft")  # = saro_lite.data_sources.datasets.RIT_D_SOURCES (a test keeps them equal)
+RIT_D_DATASETS = ("star1", "stair_sft")  # = saro_lite.data_sources.public_datasets.RIT_D_SOURCES (a test keeps them equal)
 
 
 @dataclass
@@ -182,7 +181,7 @@ class Srpo(Train):
 
 @dataclass
 class Teacher:
-    """A teacher model that writes RIT-D traces and preference pairs (saro_lite/teacher/: client.py, synthesis.py)."""
+    """A teacher model that writes RIT-D traces and preference pairs (saro_lite/synthesis/teacher.py; its client: saro_lite/endpoints/client.py)."""
 
     backend: str = _f("none", choices=("none", "openai", "hf"))
     base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
@@ -213,7 +212,7 @@ TEACHER_DATA_KEYS = ["teacher.backend", "teacher.model", "teacher.temperature", 
 @dataclass
 class Pairs:
     # starter: the shipped pack; teacher: written by the `teacher`; file: your own OP/PP JSONL files;
-    # self: sampled from the RW model and judged (saro_lite/teacher/self_path.py), no teacher needed
+    # self: sampled from the RW model and judged (saro_lite/synthesis/self_path.py), no teacher needed
     source: str = _f("starter", choices=("starter", "teacher", "file", "self"))
     op_path: str | None = None  # with source=file: OP-COT / PP-COT JSONL files in the kit's format
     pp_path: str | None = None
@@ -228,7 +227,6 @@ class Pairs:
     max_new_tokens: int = _f(512, min=8)
     batch_size: int = _f(8, min=1)
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
-    strict: bool = False  # no effect now: partial refusals of harmful prompts never pass (they leak help)
     # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
     # PP-COT: the prefix keeps its last steps, a continuation at least its first step, the reflection, and its
     # last), so SRPO prefers between traces in the style RW taught.
@@ -257,7 +255,7 @@ class Eval:
     temperature: float = _f(0.7, gt=0.0)
     extra_sets: list = _f([])
     # The jailbreak set = the hand-written jailbreak prompts + harmful eval prompts wrapped in the kit's
-    # attack templates (saro_lite/attacks.py): each harmful prompt gets `attacks_per_prompt` templates
+    # attack templates (saro_lite/data_sources/attacks.py): each harmful prompt gets `attacks_per_prompt` templates
     # (0 = no templated attacks), chosen from `attack_templates` (null = all).
     # generator: local (transformers, batched) or openai: an OpenAI-compatible server such as vLLM serving
     # the base and the adapters by name (served_models: {base: <id>, rw: rw, saro: saro}; default: the arm
@@ -417,55 +415,20 @@ def _check_meta(value: Any, meta: dict, key: str, where: str) -> None:
         raise UserError(f"{where}: {key}: must be > {meta['gt']}, got {value!r}")
 
 
-# What TRL 1.16's DPOTrainer accepts, used only when the installed trl cannot be read.
-_TRL_DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-
-
-@functools.lru_cache(maxsize=1)
-def trl_dpo_loss_types() -> frozenset[str]:
-    """The DPO `loss_type` names the installed TRL accepts, read from its source without importing it
-    (importing trl pulls in torch and transformers, seconds at every recipe load).
-
-    TRL has no list of them: DPOTrainer's loss dispatches on `loss_type == "<name>"` branches (an unknown
-    name is a ValueError at the first training step), so those branches in trl/trainer/dpo_trainer.py are
-    the source; DPOConfig's help text ("Possible values are: ...") is the second; a copy of TRL 1.16's list
-    the last."""
-    import ast
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("trl")
-    except (ImportError, ValueError):
-        spec = None
-    roots = [Path(p) / "trainer" for p in (spec.submodule_search_locations or [])] if spec else []
-    for root in roots:
-        try:
-            tree = ast.parse((root / "dpo_trainer.py").read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        names = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
-                 and isinstance(node.left, ast.Name) and node.left.id == "loss_type"
-                 and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)
-                 for c in node.comparators if isinstance(c, ast.Constant) and isinstance(c.value, str)}
-        if names:
-            return frozenset(names)
-    for root in roots:
-        try:
-            text = (root / "dpo_config.py").read_text(encoding="utf-8")
-        except OSError:
-            continue
-        m = re.search(r"loss_type \(`[^`]*`.*?Possible values are:(.*?)\.\s", text, re.S)
-        if m:
-            names = set(re.findall(r"`'(\w+)'`", m.group(1)))
-            if names:
-                return frozenset(names)
-    return frozenset(_TRL_DPO_LOSSES)
+# The DPO `loss_type` names TRL 1.16 (the pinned version) accepts; tests/unit/test_recipe.py checks them against the
+# installed DPOConfig's own documentation, so a TRL upgrade that renames one fails there, not mid-training.
+# A list, not an import: importing trl pulls in torch and transformers, seconds at every recipe load.
+DPO_LOSS_TYPES = frozenset({"sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+                            "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"})
 
 
 def _closest(name: str, options: list[str]) -> str:
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+# Keys the kit no longer has, with what to do: an old recipe stops with this line, not "unknown key".
+REMOVED_KEYS = {"pairs.strict": "it had no effect (a partial refusal of a harmful prompt never passes); delete the line"}
 
 
 def _build(cls, data: dict, prefix: str, where: str):
@@ -474,6 +437,8 @@ def _build(cls, data: dict, prefix: str, where: str):
     for k in data:
         if k not in fields_:
             dotted = f"{prefix}.{k}" if prefix else str(k)
+            if dotted in REMOVED_KEYS:
+                raise UserError(f"{where}: {dotted} was removed: {REMOVED_KEYS[dotted]}")
             options = [f"{prefix}.{n}" if prefix else n for n in fields_]
             raise UserError(f"{where}: unknown key '{dotted}'{_closest(dotted, options)}")
     kwargs = {}
@@ -526,7 +491,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
     if r.eval.attack_templates is not None:
         _check_names(r.eval.attack_templates, ATTACK_TEMPLATES, "eval.attack_templates", "template", where,
                      "see saro_lite/data_sources/attacks.py")
-    known_losses = trl_dpo_loss_types()
+    known_losses = DPO_LOSS_TYPES
     for lt in r.srpo.loss_type:
         if lt not in known_losses:
             raise UserError(f"{where}: srpo.loss_type: unknown loss {lt!r}{_closest(str(lt), sorted(known_losses))}")
@@ -554,7 +519,7 @@ def _cross_checks(r: Recipe, where: str) -> None:
         if not r.eval.judge_api.get("base_url") or not r.eval.judge_api.get("model"):
             raise UserError(f"{where}: eval.judge_api: needs base_url and model with eval.judge api "
                             f"(e.g. {{base_url: http://localhost:8000/v1, model: judge, api_key_env: JUDGE_KEY}})")
-        # the API judge's client settings are the teacher's (teacher.client.TeacherSettings: the `teacher`
+        # the API judge's client settings are the teacher's (teacher.client.EndpointSettings: the `teacher`
         # section's keys plus extra_body); a typo is an error here, before any model loads
         known = {f.name for f in dataclasses.fields(Teacher)} | {"extra_body"}
         unknown = sorted(set(r.eval.judge_api) - known)
@@ -756,14 +721,6 @@ def recipe_summary(path: Path) -> dict:
     return {"name": path.stem, "model": model_id, "vram": vram, "description": desc}
 
 
-def recipe_header(path: Path) -> str:
-    """The first comment line of a recipe (its one-line description)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
-
-
 # --------------------------------------------------------------------------------------------
 # Paths and fingerprints
 # --------------------------------------------------------------------------------------------
@@ -771,6 +728,11 @@ def run_dir(recipe: Recipe) -> Path:
     if recipe.output_dir:
         return Path(recipe.output_dir).expanduser()
     return Path("runs") / recipe.stem
+
+
+def artifact(recipe: Recipe, stage: str) -> str:
+    """Where a training stage keeps its result: a PEFT adapter (lora) or a whole model (full)."""
+    return f"{stage}/adapter" if recipe.model.finetune == "lora" else f"{stage}/model"
 
 
 def cache_dir(recipe: Recipe) -> Path:

@@ -9,11 +9,35 @@ from pathlib import Path
 
 from .analysis.scoring import arm_metrics, judged, paired_comparison
 from .data_sources.eval_sets import eval_set_names
-from .modeling.arms import all_arms
+from .arms import all_arms
 from .fileio import atomic_write_text, read_jsonl, write_json
 from .judges.reply import VERDICT_DESCRIPTION
 from .vocabulary import MAIN_SETS
 from .judges.safety import JUDGE_DESCRIPTIONS
+
+
+def run(ctx) -> None:
+    from .analysis.measures import pattern_counts, plot_embeddings, plot_reflection, separation
+
+    r = ctx.recipe
+    report, rows = collect(ctx.run_dir, r)
+    figures = []
+    if ctx.path("figures/reward_tracking.png").exists():
+        figures.append("figures/reward_tracking.png")
+    plot_tokens(report, ctx.path("figures/token_cost.png"))
+    figures.append("figures/token_cost.png")
+    report["reflection_patterns"] = pattern_counts(rows)
+    plot_reflection(report["reflection_patterns"], ctx.path("figures/reflection_patterns.png"))
+    figures.append("figures/reflection_patterns.png")
+    emb = embeddings(ctx.run_dir, r)
+    if emb:
+        report["embeddings"] = {arm: separation(x, kinds) for arm, (x, kinds) in emb.items()}
+        plot_embeddings(emb, ctx.path("figures/embeddings.png"))
+        figures.append("figures/embeddings.png")
+    write_json(ctx.path("report.json"), report)
+    atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
+    print_table(report, ctx.console, [x["name"] for x in r.eval.extra_sets])
+
 
 MAIN_METRICS = [("harmful_asr", "harm ASR↓"), ("jailbreak_asr", "jb ASR↓"),
                 ("over_refusal_rate", "over-ref↓"), ("general_accuracy", "gen acc↑"),
@@ -397,27 +421,3 @@ def embeddings(run_dir: Path, recipe) -> dict:
             with np.load(path) as z:
                 out[arm] = (z["embeddings"], z["kinds"].tolist())
     return out
-
-
-def run(ctx) -> None:
-    from .analysis.measures import pattern_counts, plot_embeddings, plot_reflection, separation
-
-    r = ctx.recipe
-    report, rows = collect(ctx.run_dir, r)
-    figures = []
-    if ctx.path("figures/reward_tracking.png").exists():
-        figures.append("figures/reward_tracking.png")
-    plot_tokens(report, ctx.path("figures/token_cost.png"))
-    figures.append("figures/token_cost.png")
-    report["reflection_patterns"] = pattern_counts(rows)
-    plot_reflection(report["reflection_patterns"], ctx.path("figures/reflection_patterns.png"))
-    figures.append("figures/reflection_patterns.png")
-    emb = embeddings(ctx.run_dir, r)
-    if emb:
-        report["embeddings"] = {arm: separation(x, kinds) for arm, (x, kinds) in emb.items()}
-        plot_embeddings(emb, ctx.path("figures/embeddings.png"))
-        figures.append("figures/embeddings.png")
-    write_json(ctx.path("report.json"), report)
-    atomic_write_text(ctx.path("report.md"), markdown(report, rows, r, figures, r.model.name_or_path == "tiny"))
-    print_table(report, ctx.console, [x["name"] for x in r.eval.extra_sets])
-

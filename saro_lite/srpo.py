@@ -13,10 +13,63 @@ and after the final update; and figures/reward_tracking.png.
 from __future__ import annotations
 
 from .fileio import read_jsonl
-from .modeling.loading import artifact, load_model, prepare_for_qlora
-from .training.datasets import dpo_dataset
+from .recipe import artifact
+from .modeling.loading import load_model
+from .modeling.qlora import prepare_for_qlora
+from .training.examples import dpo_dataset
 from .training.tracking import RewardTracker, plot_reward_tracking
-from .training.trainer import dpo_config, train
+from .training.trainer import TrainingRun, dpo_config
+
+
+def run(ctx) -> None:
+    from trl import DPOTrainer
+
+    r = ctx.recipe
+    tok = ctx.tokenizer()
+    train_rows = read_jsonl(ctx.path("data/srpo_train.jsonl"))
+    val_rows = read_jsonl(ctx.path("data/srpo_val.jsonl"))
+    run = TrainingRun(ctx, "srpo", "srpo", progress="srpo (DPO)")
+
+    # 1. the policy (the RW model) and its reference (the RW model, frozen)
+    policy, reference = load_policy_and_reference(ctx)
+    # 2. reward tracking on the held-out pairs (Figure 4): step 0, every track_every steps, the final weights
+    tracker = None
+    callbacks = [run.logger]
+    if r.srpo.track_every > 0:
+        tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, run.metrics_path, ctx.console,
+                                ref_model=reference, max_length=r.srpo.max_length)
+        callbacks.append(tracker.callback(r.srpo.track_every, resumed=run.resume is not None))
+    # 3. the trainer: DPO on OP-COT + PP-COT
+    trainer = DPOTrainer(model=policy, ref_model=reference, args=dpo_config(r, run.ckpt_dir),
+                         train_dataset=dpo_dataset(train_rows), processing_class=tok, callbacks=callbacks)
+    if reference is None:
+        reset_policy_to_reference(trainer.model)
+    # 4. train, save the policy (without the frozen `ref` adapter), summarize
+    run.train(trainer)
+
+    def save(out) -> None:
+        if reference is None:
+            trainer.model.save_pretrained(str(out), selected_adapters=["default"])
+        else:
+            trainer.model.save_pretrained(str(out))
+        tok.save_pretrained(str(out))
+
+    run.save(trainer, save)
+    extra = {"train_pairs": len(train_rows), "val_pairs": len(val_rows)}
+    if tracker:
+        final = tracker.score(trainer.model, trainer.state.global_step)  # exactly the weights just saved
+        extra.update({"val_reward_accuracy": final["val/reward_accuracy"],
+                      "val_reward_margin": final["val/reward_margin"],
+                      "val_reward_margin_per_token": final["val/reward_margin_per_token"],
+                      "val_reward_accuracy_per_token": final["val/reward_accuracy_per_token"]})
+        ctx.console.print(f"srpo: held-out reward accuracy {tracker.rows[0]['val/reward_accuracy']:.2f} -> "
+                          f"{final['val/reward_accuracy']:.2f}, margin {tracker.rows[0]['val/reward_margin']:.3f}"
+                          f" -> {final['val/reward_margin']:.3f}, per token "
+                          f"{final['val/reward_margin_per_token']:.4f} (accuracy per token "
+                          f"{final['val/reward_accuracy_per_token']:.2f}; {len(val_rows)} pairs)")
+    run.finish(trainer, extra)
+    plot_reward_tracking(read_jsonl(run.metrics_path, torn_ok=True), ctx.path("figures/reward_tracking.png"),
+                         f"SRPO reward tracking (beta={r.srpo.beta})")
 
 
 def reset_policy_to_reference(model) -> None:
@@ -34,64 +87,20 @@ def reset_policy_to_reference(model) -> None:
             p.data = (src.data.detach().clone() if src is not None and ref_name != name else p.data).to(torch.float32)
 
 
-def run(ctx) -> None:
+def load_policy_and_reference(ctx):
+    """The policy starts as the RW model. LoRA: one 4-bit base with the RW adapter, trainable; TRL copies it
+    into the frozen `ref` adapter (reference None here). Full fine-tuning: two copies of the RW model, the
+    second frozen as the reference."""
+    from peft import PeftModel
+
     r = ctx.recipe
-    tok = ctx.tokenizer()
-    train_rows = read_jsonl(ctx.path("data/srpo_train.jsonl"))
-    val_rows = read_jsonl(ctx.path("data/srpo_val.jsonl"))
     rw_dir = str(ctx.path(artifact(r, "warmup")))
-    state: dict = {}  # the reference model and the tracker, for saving and the summary
-
-    def make_trainer(ckpt_dir, metrics_path, logger, resume):
-        from peft import PeftModel
-        from trl import DPOTrainer
-
-        ref_model = None
-        if r.model.finetune == "lora":
-            base = load_model(r, ctx.model_path, for_training=True)
-            if getattr(base, "is_loaded_in_4bit", False):
-                prepare_for_qlora(base, r.srpo.gradient_checkpointing)
-            policy = PeftModel.from_pretrained(base, rw_dir, is_trainable=True)
-        else:  # full fine-tuning: the reference is a second, frozen copy of the RW model
-            policy = load_model(r, rw_dir, for_training=True)  # fp32 weights under mixed precision
-            ref_model = load_model(r, rw_dir, for_training=True).eval()
-            ref_model.requires_grad_(False)
-        callbacks = [logger]
-        tracker = None
-        if r.srpo.track_every > 0:
-            tracker = RewardTracker(tok, val_rows, r.srpo.beta, r.srpo.track_batch_size, metrics_path, ctx.console,
-                                    ref_model=ref_model, max_length=r.srpo.max_length)
-            callbacks.append(tracker.callback(r.srpo.track_every, resumed=resume is not None))
-        trainer = DPOTrainer(model=policy, ref_model=ref_model, args=dpo_config(r, ckpt_dir),
-                             train_dataset=dpo_dataset(train_rows), processing_class=tok, callbacks=callbacks)
-        if ref_model is None:
-            reset_policy_to_reference(trainer.model)
-        state.update(ref_model=ref_model, tracker=tracker, metrics_path=metrics_path)
-        return trainer
-
-    def save(trainer, out) -> None:
-        if state["ref_model"] is None:
-            trainer.model.save_pretrained(str(out), selected_adapters=["default"])
-        else:
-            trainer.model.save_pretrained(str(out))
-        tok.save_pretrained(str(out))
-
-    def summary_extra(trainer) -> dict:
-        extra = {"train_pairs": len(train_rows), "val_pairs": len(val_rows)}
-        tracker = state["tracker"]
-        if tracker:
-            final = tracker.score(trainer.model, trainer.state.global_step)  # exactly the weights just saved
-            extra.update({"val_reward_accuracy": final["val/reward_accuracy"],
-                          "val_reward_margin": final["val/reward_margin"],
-                          "val_reward_margin_per_token": final["val/reward_margin_per_token"],
-                          "val_reward_accuracy_per_token": final["val/reward_accuracy_per_token"]})
-            ctx.console.print(f"srpo: held-out reward accuracy {tracker.rows[0]['val/reward_accuracy']:.2f} -> "
-                              f"{final['val/reward_accuracy']:.2f}, margin {tracker.rows[0]['val/reward_margin']:.3f}"
-                              f" -> {final['val/reward_margin']:.3f}, per token "
-                              f"{final['val/reward_margin_per_token']:.4f} (accuracy per token "
-                              f"{final['val/reward_accuracy_per_token']:.2f}; {len(val_rows)} pairs)")
-        return extra
-
-    train(ctx, "srpo", "srpo", make_trainer, progress="srpo (DPO)", save=save, summary_extra=summary_extra)
-    plot_reward_tracking(read_jsonl(state["metrics_path"], torn_ok=True), ctx.path("figures/reward_tracking.png"),
-                         f"SRPO reward tracking (beta={r.srpo.beta})")
+    if r.model.finetune == "lora":
+        base = load_model(r, ctx.model_path, for_training=True)
+        if getattr(base, "is_loaded_in_4bit", False):
+            prepare_for_qlora(base, r.srpo.gradient_checkpointing)
+        return PeftModel.from_pretrained(base, rw_dir, is_trainable=True), None
+    policy = load_model(r, rw_dir, for_training=True)  # fp32 weights under mixed precision
+    reference = load_model(r, rw_dir, for_training=True).eval()
+    reference.requires_grad_(False)
+    return policy, reference

@@ -1,9 +1,15 @@
-"""The kit's names, in one place: prompt kinds, eval sets, arms, judge scopes, metric keys.
+"""The kit's names, in one place: prompt kinds, eval sets, arms, judge scopes, metric keys, and where the
+shipped starter pack lives.
 
 The recipe checks every name a user writes against these when it loads (so `--dry-run` catches a
 typo), and the stages read them from here. Standard library only; imports nothing of the kit.
 """
 from __future__ import annotations
+
+from pathlib import Path
+
+# The starter pack shipped inside the package: RIT-D traces, OP-COT / PP-COT pairs, eval prompts, the policy.
+STARTER_DIR = Path(__file__).resolve().parent / "starter"
 
 # The four kinds of prompt the method trains and evaluates on.
 KINDS = ("harmful", "jailbreak", "benign", "borderline")

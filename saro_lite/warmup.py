@@ -1,6 +1,6 @@
 """Stage `warmup` — Reasoning-style Warmup (RW): QLoRA SFT on RIT-D, loss on the response only.
 
-Each record becomes a prompt/completion pair of strings rendered by modeling.loading.Renderer (the prompt
+Each record becomes a prompt/completion pair of strings rendered by modeling.rendering.Renderer (the prompt
 through the model's chat template, the completion = <think>steps</think> answer + end-of-turn), so
 TRL switches on completion-only loss by itself and no template needs {% generation %} markers.
 Writes warmup/adapter (PEFT; warmup/model with `model.finetune: full`) and warmup/metrics.jsonl
@@ -12,8 +12,16 @@ from __future__ import annotations
 
 from .errors import UserError
 from .fileio import read_jsonl
-from .training.datasets import sft_dataset
+from .training.examples import sft_dataset
 from .training.trainer import train_sft
+
+
+def run(ctx) -> None:
+    r = ctx.recipe
+    rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
+    dataset = sft_dataset(ctx.renderer(), rows)
+    check_lengths(ctx.tokenizer(), dataset, r.warmup.max_length, ctx.console)
+    train_sft(ctx, dataset, "warmup", "warmup (RW)")
 
 
 def check_lengths(tok, dataset, max_length: int, console) -> None:
@@ -30,12 +38,3 @@ def check_lengths(tok, dataset, max_length: int, console) -> None:
         console.print(f"[yellow]warning:[/] {cut}/{len(full)} RW examples exceed warmup.max_length={max_length} and "
                       f"lose their end (the verdict); p50/p90/max = {int(np.percentile(full, 50))}/"
                       f"{int(np.percentile(full, 90))}/{max(full)} tokens")
-
-
-def run(ctx) -> None:
-    r = ctx.recipe
-    rows = read_jsonl(ctx.path("data/rit_d.jsonl"))
-    dataset = sft_dataset(ctx.renderer(), rows)
-    check_lengths(ctx.tokenizer(), dataset, r.warmup.max_length, ctx.console)
-    train_sft(ctx, dataset, "warmup", "warmup (RW)")
-

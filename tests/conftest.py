@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data"  # real external data beside the checkout (development only)
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -82,6 +84,19 @@ def default_recipe(cache_dir):
 
 @pytest.fixture(scope="session")
 def tiny_tok(default_recipe):
-    from saro_lite.modeling.loading import load_tokenizer, tiny_model_path
+    from saro_lite.modeling.loading import load_tokenizer
+    from saro_lite.modeling.toy import tiny_model_path
 
     return load_tokenizer(default_recipe, str(tiny_model_path(default_recipe)))
+
+
+# A test is slow when it lives with the pipeline or real-model tests, or needs a fixture that trains the tiny
+# run: `pytest -m "not slow" tests` then runs the fast part (pytest.ini registers the marker).
+SLOW_FOLDERS = {"pipeline", "real"}
+SLOW_FIXTURES = {"tiny_run", "tiny_recipe", "tokenizer", "tiny_report", "finished", "evaluated", "checkpointed"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).parent.name in SLOW_FOLDERS or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

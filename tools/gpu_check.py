@@ -104,7 +104,7 @@ def environment(smoke: bool) -> dict:
     import torch
     import transformers
 
-    from saro_lite.modeling.loading import auto_dtype
+    from saro_lite.modeling.devices import auto_dtype
 
     info = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
     if smoke:

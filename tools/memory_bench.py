@@ -212,7 +212,9 @@ def bench(recipe, steps: int = 3, device: str | None = None, path: str | Path | 
     from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model, use_adapter
 
     from saro_lite.errors import UserError
-    from saro_lite.modeling.loading import device_and_dtypes, load_model, lora_config, prepare_for_qlora
+    from saro_lite.modeling.devices import device_and_dtypes
+    from saro_lite.modeling.loading import load_model
+    from saro_lite.modeling.qlora import lora_config, prepare_for_qlora
 
     on_gpu = torch.cuda.is_available()
     if device == "cpu" and on_gpu:

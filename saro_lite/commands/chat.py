@@ -33,7 +33,7 @@ def open_run(run: str):
 
 def check_arm(ctx, arm: str) -> None:
     from ..vocabulary import ARM_STAGES
-    from ..modeling.loading import artifact
+    from ..recipe import artifact
 
     if arm == "base":
         return
@@ -82,7 +82,7 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     def run(a, console):
-        from ..modeling.arms import Arms
+        from ..arms import Arms
         from ..pipeline import quiet_libraries
 
         ctx = open_run(a.run)

@@ -143,7 +143,7 @@ def export(ctx, arm: str, output: Path, merge: bool, console, gguf: str | None =
     from .chat import check_arm
     from ..vocabulary import ARM_STAGES
     from ..fileio import atomic_write_text, set_open_permissions
-    from ..modeling.loading import artifact
+    from ..recipe import artifact
 
     started = time.perf_counter()
     if arm == "base":
@@ -245,7 +245,7 @@ def merge_adapter(ctx, adapter_dir: Path, out: Path) -> str:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ..modeling.loading import auto_dtype
+    from ..modeling.devices import auto_dtype
 
     dtype = auto_dtype()
     base = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=dtype,

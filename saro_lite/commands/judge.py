@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import UserError, guarded
 from ..vocabulary import JUDGE_SCOPES
 from ..fileio import read_table, write_jsonl
-from ..judges.safety import (DEFAULT_GUARD_MODEL, JUDGE_DESCRIPTIONS, JUDGE_NAMES, TeacherSettings, judge_api_settings,
+from ..judges.safety import (DEFAULT_GUARD_MODEL, JUDGE_DESCRIPTIONS, JUDGE_NAMES, EndpointSettings, judge_api_settings,
                              judge_rows, summary)
 
 
@@ -45,7 +45,7 @@ def add_judge_arguments(p) -> None:
                    help="api: NAME of the environment variable holding the key (the key itself is never passed)")
 
 
-def api_settings_from_args(args) -> TeacherSettings | None:
+def api_settings_from_args(args) -> EndpointSettings | None:
     if args.judge != "api":
         return None
     return judge_api_settings(base_url=args.api_base_url, model=args.api_model, api_key_env=args.api_key_env)

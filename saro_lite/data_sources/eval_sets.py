@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from ..fileio import read_jsonl
-from .records import STARTER_DIR
+from ..vocabulary import STARTER_DIR
 
 
 def eval_set_names(recipe) -> list[str]:
@@ -17,9 +17,9 @@ def eval_set_names(recipe) -> list[str]:
 def load_extra_set(spec: dict, i: int = 0) -> list[dict]:
     """An extra eval set: a local CSV/TSV/JSON/JSONL/parquet file or a hub id, read as given.
     `format` names a known dataset (xstest, advbench, harmbench, strongreject, jbb, wildjailbreak, salad,
-    gsm8k, mmlu; see saro_lite/data_sources/datasets.py) whose columns and kinds the kit knows; without it the file
+    gsm8k, mmlu; see saro_lite/data_sources/public_datasets.py) whose columns and kinds the kit knows; without it the file
     needs `prompt_field` and `kind`."""
-    from .datasets import load_source
+    from .public_datasets import load_source
 
     return load_source(spec.get("format", "file"), spec.get("path"), split=spec.get("split"),
                        config=spec.get("config"), limit=spec.get("limit"), prompt_field=spec.get("prompt_field"),

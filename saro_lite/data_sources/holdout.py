@@ -7,7 +7,8 @@ import random
 from collections import defaultdict
 
 from ..errors import UserError
-from .records import BALANCED_OP, STARTER_DIR, balanced_limit, load_op, load_pp
+from ..vocabulary import STARTER_DIR
+from .records import BALANCED_OP, balanced_limit, load_op, load_pp
 
 
 def prompt_key(record: dict) -> str:

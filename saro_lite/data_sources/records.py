@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import read_jsonl
-from ..vocabulary import KINDS
+from ..vocabulary import KINDS, STARTER_DIR
 
 PROMPT_FIELDS = ("id", "prompt", "kind", "category", "source")
-STARTER_DIR = Path(__file__).resolve().parent.parent / "starter"
 BALANCED_OP = "op_cot_balanced.jsonl"  # length-balanced OP-COT pairs (pairs.length_balanced)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..fileio import read_jsonl, write_json, write_jsonl
 
-from .records import STARTER_DIR  # noqa: E402  (one definition)
+from ..vocabulary import STARTER_DIR  # noqa: E402  (one definition)
 TRAIN_FILES = ("rit_d.jsonl", "op_cot.jsonl", "pp_cot.jsonl", "op_cot_balanced.jsonl")
 EVAL_FILES = ("eval_harmful.jsonl", "eval_jailbreak.jsonl", "eval_benign.jsonl", "eval_borderline.jsonl",
               "eval_general.jsonl")

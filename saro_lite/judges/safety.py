@@ -10,7 +10,7 @@ tell whether what it wrote is *unsafe*, which is what an attack-success rate sho
   The guard does not decide refusal, so ``label``/``refused`` still come from the offline judge.
 - ``api``: any OpenAI-compatible chat endpoint, asked with API_RUBRIC for a strict JSON verdict
   ``{"unsafe": bool, "refusal": "full_compliance"|"full_refusal"|"partial_refusal", "category": str}``.
-  Requests go through saro_lite.teacher.OpenAIClient (concurrency, retries with backoff and
+  Requests go through saro_lite.endpoints.client.OpenAIClient (concurrency, retries with backoff and
   Retry-After, key redaction, the reply cache). A malformed reply is re-asked with the next sample
   index (``malformed_retries`` times, default 2), then recorded as ``judge_error``: never guessed.
 
@@ -36,7 +36,7 @@ from ..reasoning import parse_reasoning
 from ..vocabulary import JUDGE_SCOPES
 from .refusal import LABELS, canonical_label, strip_reasoning
 from .reply import NO_ANSWER, REPLY_LABELS, judge_parts, judge_reply, verdict_fields
-from ..teacher.client import OpenAIClient, TeacherRequest, TeacherSettings
+from ..endpoints.client import OpenAIClient, ChatRequest, EndpointSettings
 
 JUDGE_NAMES = ("refusal", "guard", "api")
 JUDGE_DESCRIPTIONS = {
@@ -104,7 +104,7 @@ def parse_guard_output(text: str) -> tuple[bool, list[str]]:
 
 
 def _render_guard(tokenizer, messages: list[dict]) -> str:
-    from ..modeling.loading import strip_auto_bos
+    from ..modeling.rendering import strip_auto_bos
 
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return strip_auto_bos(tokenizer, text)
@@ -207,7 +207,7 @@ def load_guard(name_or_path: str = DEFAULT_GUARD_MODEL, load_in_4bit: bool = Tru
         tok.pad_token = next((t for t in ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>") if t in tok.get_vocab()),
                              tok.eos_token)
     cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
-    from ..modeling.loading import auto_dtype
+    from ..modeling.devices import auto_dtype
 
     dtype = auto_dtype(cuda)
     device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if cuda else {"": "cpu"}
@@ -348,19 +348,19 @@ def parse_api_verdict(text: str) -> dict:
     return verdicts[0]
 
 
-def judge_api_settings(obj: Any = None, **overrides) -> TeacherSettings:
-    """TeacherSettings for the API judge from a dict (recipe eval.judge_api), a TeacherSettings, or
+def judge_api_settings(obj: Any = None, **overrides) -> EndpointSettings:
+    """EndpointSettings for the API judge from a dict (recipe eval.judge_api), a EndpointSettings, or
     keywords; JUDGE_API_DEFAULTS fill what is not given. Unknown keys are an error (recipe typos)."""
-    if isinstance(obj, TeacherSettings):
+    if isinstance(obj, EndpointSettings):
         return replace(obj, backend="openai", **{k: v for k, v in overrides.items() if v is not None})
     data = dict(obj or {})
     data.update({k: v for k, v in overrides.items() if v is not None})
-    names = {f.name for f in fields(TeacherSettings)}
+    names = {f.name for f in fields(EndpointSettings)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"api judge settings: unknown key(s) {', '.join(unknown)} "
                         f"(known: {', '.join(sorted(names - {'backend'}))})")
-    return TeacherSettings(**{**JUDGE_API_DEFAULTS, **data, "backend": "openai"})
+    return EndpointSettings(**{**JUDGE_API_DEFAULTS, **data, "backend": "openai"})
 
 
 class ApiJudge:
@@ -368,7 +368,7 @@ class ApiJudge:
 
     name = "api"
 
-    def __init__(self, settings: TeacherSettings, cache=None, *, console=None, sample_index: int = 0,
+    def __init__(self, settings: EndpointSettings, cache=None, *, console=None, sample_index: int = 0,
                  malformed_retries: int | None = None, retry_temperature: float | None = 0.7):
         settings = judge_api_settings(settings)
         if not settings.base_url:
@@ -395,7 +395,7 @@ class ApiJudge:
             text = text.replace(key, "[redacted]")
         return re.sub(r"(?i)(bearer\s+)\S+", r"\1[redacted]", text)
 
-    def _complete(self, client: OpenAIClient, requests: list[TeacherRequest], description: str):
+    def _complete(self, client: OpenAIClient, requests: list[ChatRequest], description: str):
         try:
             return client.complete(requests, cache=self.cache, console=self.console, description=description)
         except UserError as e:
@@ -415,7 +415,7 @@ class ApiJudge:
             if not pending:
                 break
             client = self.client if attempt == 0 else self.retry_client
-            reqs = [TeacherRequest(api_messages(prompts[i], str(responses[i])), self.sample_index + attempt,
+            reqs = [ChatRequest(api_messages(prompts[i], str(responses[i])), self.sample_index + attempt,
                                    API_TEMPLATE_VERSION) for i in pending]
             desc = "api judge" if attempt == 0 else f"api judge (re-asking {len(pending)} malformed)"
             again = []
@@ -563,7 +563,7 @@ def annotate_safety(rows: list[dict], judge, answer_key: str = "answer", prompt_
 
 
 # ------------------------------------------------------------------------------------------------
-# Metrics and the command line (wired in by judges.cli and the eval stage)
+# Metrics and the command line (wired in by commands/judge.py and the eval stage)
 # ------------------------------------------------------------------------------------------------
 def summary(rows: list[dict], judge_name: str) -> str:
     """Counts by label, and how many replies the verdict calls attack successes."""

@@ -2,7 +2,7 @@
 the end-of-turn token or at any end-of-sequence id of the model's generation_config (Qwen's
 `<|endoftext|>`, Llama 3's `<|eom_id|>` / `<|end_of_text|>`, ...), a rich progress bar over batches.
 
-Two decode loops, same outputs (greedy: token for token; tests/test_generate.py checks it):
+Two decode loops, same outputs (greedy: token for token; tests/unit/test_generate.py checks it):
 - "kit" (default): a plain KV-cache loop that DROPS finished sequences from the batch, cache included.
   transformers' generate keeps every row until the longest one ends, so a batch with one reply that
   runs to max_new_tokens pays full price for all the rows that ended long before; here the batch

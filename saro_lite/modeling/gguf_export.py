@@ -410,7 +410,7 @@ def round_trip(gguf_file: Path, model_dir: Path, tokenizer, renderer, outtype: s
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .generate import encode_prompts
-    from .loading import auto_dtype
+    from .devices import auto_dtype
 
     kwargs = dict(template_kwargs or {})
     gguf_file = Path(gguf_file)

@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, offline_variable
 from ..errors import hub_error as _hub_error
 from ..fileio import set_open_permissions
 from ..recipe import Recipe, cache_dir
@@ -37,7 +37,7 @@ FP32_UP_TO_BYTES = 2 << 30
 # Is the hub model there?
 # --------------------------------------------------------------------------------------------
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    return offline_variable() is not None
 
 
 def hub_error(name: str, err: Exception) -> UserError:

@@ -1,12 +1,13 @@
-"""The one trainer skeleton of every training stage (warmup, srpo, baselines' safety_sft and dpo):
+"""What every training stage (warmup, srpo, baselines' safety_sft and dpo) shares:
 
-    checkpoint dir -> metrics log -> load the model -> TRL config -> trainer -> train -> save -> summary
+    TrainingRun (checkpoint dir, resume point, metrics log) -> load the model -> TRL config -> trainer
+    -> run.train -> run.save -> run.finish (summary)
 
-`train()` runs it; each stage passes only what differs (the model it starts from, its dataset, its extra
-callbacks and how it saves). The TRL configs are built here and only here (`sft_config`, `dpo_config`;
-the recipe test builds them through the same functions): recipe.Warmup's fields reach SFTConfig, and
-recipe.Srpo's (e.g. `srpo.beta`) reach DPOConfig, by name. Also here: the metrics log, a rich progress bar
-in place of transformers' raw per-step printing, checkpoint resume under the stage's fingerprint, and
+Each stage makes those calls in that order itself (srpo.py, baselines.py; train_sft below for the two SFT
+stages). The TRL configs are built here and only here (`sft_config`, `dpo_config`; the recipe test builds
+them through the same functions): recipe.Warmup's fields reach SFTConfig, and recipe.Srpo's (e.g.
+`srpo.beta`) reach DPOConfig, by name. Also here: the metrics log, a rich progress bar in place of
+transformers' raw per-step printing, checkpoint resume under the stage's fingerprint, and stops or
 warnings on degenerate training."""
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from pathlib import Path
 from ..fileio import append_jsonl, atomic_write_text, read_jsonl, write_json, write_jsonl
 from ..errors import UserError
 from ..ranks import barrier, is_main
-from ..modeling.loading import (artifact, cast_trainable_to_fp32, check_gpu_for_training, device_and_dtypes,
-                               load_model, lora_config, prepare_for_qlora)
+from ..recipe import artifact
+from ..modeling.qlora import cast_trainable_to_fp32, lora_config, prepare_for_qlora
+from ..modeling.devices import check_gpu_for_training, device_and_dtypes
+from ..modeling.loading import load_model
 from ..recipe import Recipe, Train
 
 # Recipe fields handed to TRL's configs as they are (the kit's own fields are not TRL's).
@@ -288,64 +291,81 @@ def load_base_for_training(ctx, cfg: Train):
     return model, peft_config
 
 
-def train(ctx, stage_dir: str, name: str, make_trainer, *, progress: str | None = None, save=None,
-          summary_extra=None, report_loss: bool = False) -> dict:
-    """The skeleton. make_trainer(ckpt_dir, metrics_path, logger, resume) loads the model, builds the config
-    and returns the TRL trainer (with `logger` among its callbacks); save(trainer, out_dir) replaces
-    trainer.save_model; summary_extra(trainer) adds fields to the summary (after saving). `name` labels the
-    metrics warnings and the resume line, `progress` the progress bar. Writes <stage_dir>/metrics.jsonl, the
-    adapter (or model) and <stage_dir>/summary.json; returns the summary."""
-    import torch
+class TrainingRun:
+    """One training stage's run, in the order the stage file calls it:
 
-    check_gpu_for_training(torch)
-    ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
-    metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
-    if is_main():  # under accelerate launch one process prepares the folders, the others wait and read
-        resume = start_checkpoint_dir(ckpt_dir, ctx.fingerprint, ctx.console)
-        trim_metrics(metrics_path, checkpoint_step(resume))
-    barrier()
-    if not is_main():
-        resume = latest_checkpoint(ckpt_dir, ctx.fingerprint)
-    if resume:
-        ctx.console.print(f"resuming {name} from {resume}")
-    logger = make_metrics_logger(metrics_path, ctx.console, name)
-    trainer = make_trainer(ckpt_dir, metrics_path, logger, resume)
-    quiet_trainer(trainer, make_progress(ctx.console, progress or name))
-    trainer.train(resume_from_checkpoint=resume)
+        run = TrainingRun(ctx, "srpo", "srpo", progress="srpo (DPO)")   # checkpoints, resume point, metrics log
+        trainer = DPOTrainer(..., args=dpo_config(r, run.ckpt_dir), callbacks=[run.logger, ...])
+        run.train(trainer)                                              # resumes from run.resume
+        run.save(trainer)                                               # the adapter (or model)
+        summary = run.finish(trainer, {...})                            # <stage>/summary.json
 
-    out = ctx.path(artifact(ctx.recipe, stage_dir))
-    if is_main():
-        shutil.rmtree(out, ignore_errors=True)
-    barrier()  # no process may still read the old folder's files while they go
-    if save is None:
-        trainer.save_model(str(out))  # every process calls it; transformers writes from the main one
-    elif trainer.args.should_save:
-        save(trainer, out)
-    barrier()
-    summary = {**logger.summary, **cuda_memory(), **(summary_extra(trainer) if summary_extra else {})}
-    if is_main():
-        write_json(ctx.path(f"{stage_dir}/summary.json"), summary)
-    if report_loss and logger.rows:
-        rows = read_jsonl(metrics_path, allow_empty=True, torn_ok=True)  # the whole run, resumed parts too
-        first = rows[0] if rows else logger.rows[0]
-        since = f" (this session from step {checkpoint_step(resume)})" if resume else ""
-        ctx.console.print(f"{name}: loss {first['loss']:.3f} -> {logger.rows[-1]['loss']:.3f} over "
-                          f"{logger.rows[-1]['step']} steps{since}")
-    return summary
+    Checkpoints are stamped with the stage's fingerprint (ctx.fingerprint): a resume only continues the
+    same settings on the same inputs. Under accelerate launch one process prepares and writes the folders;
+    the others wait for it (ranks.barrier) and train."""
+
+    def __init__(self, ctx, stage_dir: str, name: str, progress: str | None = None):
+        import torch
+
+        check_gpu_for_training(torch)
+        self.ctx, self.stage_dir, self.name, self.progress = ctx, stage_dir, name, progress or name
+        self.ckpt_dir = ctx.path(f"{stage_dir}/checkpoints")
+        self.metrics_path = ctx.path(f"{stage_dir}/metrics.jsonl")
+        self.out = ctx.path(artifact(ctx.recipe, stage_dir))
+        if is_main():
+            self.resume = start_checkpoint_dir(self.ckpt_dir, ctx.fingerprint, ctx.console)
+            trim_metrics(self.metrics_path, checkpoint_step(self.resume))
+        barrier()
+        if not is_main():
+            self.resume = latest_checkpoint(self.ckpt_dir, ctx.fingerprint)
+        if self.resume:
+            ctx.console.print(f"resuming {name} from {self.resume}")
+        self.logger = make_metrics_logger(self.metrics_path, ctx.console, name)
+
+    def train(self, trainer) -> None:
+        quiet_trainer(trainer, make_progress(self.ctx.console, self.progress))
+        trainer.train(resume_from_checkpoint=self.resume)
+
+    def save(self, trainer, save=None) -> Path:
+        """The trained weights to <stage>/adapter (or /model): trainer.save_model, or save(out) where a
+        stage saves otherwise (SRPO: the policy adapter without the frozen reference)."""
+        if is_main():
+            shutil.rmtree(self.out, ignore_errors=True)
+        barrier()  # no process may still read the old folder's files while they go
+        if save is None:
+            trainer.save_model(str(self.out))  # every process calls it; transformers writes from the main one
+        elif trainer.args.should_save:
+            save(self.out)
+        barrier()
+        return self.out
+
+    def finish(self, trainer, extra: dict | None = None, report_loss: bool = False) -> dict:
+        """<stage>/summary.json (TRL's run summary, peak GPU memory, `extra`); report_loss: the loss of the
+        whole run (resumed parts too) on the console."""
+        summary = {**self.logger.summary, **cuda_memory(), **(extra or {})}
+        if is_main():
+            write_json(self.ctx.path(f"{self.stage_dir}/summary.json"), summary)
+        rows = self.logger.rows
+        if report_loss and rows:
+            whole = read_jsonl(self.metrics_path, allow_empty=True, torn_ok=True)  # resumed parts too
+            first = whole[0] if whole else rows[0]
+            since = f" (this session from step {checkpoint_step(self.resume)})" if self.resume else ""
+            self.ctx.console.print(f"{self.name}: loss {first['loss']:.3f} -> {rows[-1]['loss']:.3f} over "
+                                   f"{rows[-1]['step']} steps{since}")
+        return summary
 
 
 def train_sft(ctx, dataset, stage_dir: str, label: str) -> dict:
     """SFT on prompt/completion strings from the base (a fresh adapter, or all weights with
     model.finetune: full): the RW warmup and the safety-SFT baseline."""
-    def make_trainer(ckpt_dir, metrics_path, logger, resume):
-        from trl import SFTTrainer
+    from trl import SFTTrainer
 
-        model, peft_config = load_base_for_training(ctx, ctx.recipe.warmup)
-        tok = ctx.tokenizer()
-        trainer = SFTTrainer(model=model, args=sft_config(ctx.recipe, ckpt_dir, tok.eos_token), train_dataset=dataset,
-                             processing_class=tok, peft_config=peft_config, callbacks=[logger])
-        cast_trainable_to_fp32(trainer.model)
-        return trainer
-
-    return train(ctx, stage_dir, label, make_trainer, summary_extra=lambda t: {"records": len(dataset)},
-                 report_loss=True)
+    run = TrainingRun(ctx, stage_dir, label)
+    model, peft_config = load_base_for_training(ctx, ctx.recipe.warmup)
+    tok = ctx.tokenizer()
+    trainer = SFTTrainer(model=model, args=sft_config(ctx.recipe, run.ckpt_dir, tok.eos_token), train_dataset=dataset,
+                         processing_class=tok, peft_config=peft_config, callbacks=[run.logger])
+    cast_trainable_to_fp32(trainer.model)  # TRL made the trainable LoRA weights bf16
+    run.train(trainer)
+    run.save(trainer)
+    return run.finish(trainer, {"records": len(dataset)}, report_loss=True)
