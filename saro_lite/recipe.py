@@ -481,11 +481,13 @@ def _cross_checks(r: Recipe, where: str) -> None:
         raise UserError(f"{where}: pairs: at least one of pairs.use_op / pairs.use_pp must be true")
     _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")
     _check_names(r.eval.sets, MAIN_SETS, "eval.sets", "set", where, "add your own with eval.extra_sets")
-    names = list(r.eval.sets) + [s.get("name") for s in r.eval.extra_sets if isinstance(s, dict)]
+    # A limit may name any known set, evaluated or not: a `--set eval.sets=[...]` that narrows the sets
+    # must not trip over the recipe's limits, while a misspelt set name is still caught here.
+    names = list(MAIN_SETS) + [s.get("name") for s in r.eval.extra_sets if isinstance(s, dict)]
     for name, n in r.eval.set_limits.items():
         if name not in names:
-            raise UserError(f"{where}: eval.set_limits: {name!r} is not an eval set of this recipe "
-                            f"(sets: {', '.join(map(str, names))})")
+            raise UserError(f"{where}: eval.set_limits: {name!r} is not a known eval set"
+                            f"{_closest(str(name), [str(x) for x in names])} (known: {', '.join(map(str, names))})")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"{where}: eval.set_limits.{name}: expected a whole number >= 1, got {n!r}")
     if r.eval.attack_templates is not None:

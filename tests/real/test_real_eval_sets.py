@@ -77,8 +77,12 @@ def test_set_limits_take_a_seeded_sample_per_set():
     sets = load_eval_sets(r)
     assert len(sets["benign"]) == 12 and len(sets["harmful"]) == 5
     assert [x["id"] for x in load_eval_sets(r)["benign"]] == [x["id"] for x in sets["benign"]]
-    with pytest.raises(UserError, match="eval.set_limits: 'harmbench' is not an eval set"):
-        load_recipe(None, ["eval.set_limits={harmbench: 5}"])
+    # A misspelt set stops at load with the closest name; a limit for a known set that this run does
+    # not evaluate is unused (narrowing eval.sets on the command line keeps the recipe's limits valid).
+    with pytest.raises(UserError, match="eval.set_limits: 'harmbenhc' is not a known eval set .*did you mean 'harmbench'"):
+        load_recipe(None, ["eval.set_limits={harmbenhc: 5}"])
+    narrowed = load_recipe(None, ["eval.sets=[harmful]", "eval.set_limits={harmbench: 5, benign: 3}"])
+    assert list(load_eval_sets(narrowed)) == ["harmful"]
 
 
 # --- intervals, paired differences, the underpowered flag -------------------------------------------
