@@ -240,6 +240,7 @@ def test_full_finetuning_on_a_gpu_trains_fp32_weights_under_mixed_precision(monk
     assert devices.load_dtype(full, for_training=True) == torch.float32
     # every training stage loads what it trains (and a full-FT reference) with for_training=True
     # (warmup and safety_sft load through the trainer skeleton's load_base_for_training)
-    for fn in (training.load_base_for_training, saro_lite.srpo.run, saro_lite.baselines.train_dpo_from_base):
+    for fn in (training.load_base_for_training, saro_lite.srpo.load_policy_and_reference,
+               saro_lite.baselines.train_dpo_from_base):
         src = inspect.getsource(fn)
         assert src.count("load_model(") == src.count("for_training=True") > 0, fn
