@@ -5,7 +5,8 @@ Sources (`data.source`):
 - teacher: a teacher model (`teacher` section) writes the traces for the starter prompts, or for the
   prompt records in `data.prompts_path`; replies are cached, so a rebuild makes no teacher calls;
 - file: a RIT-D JSONL of your own (`data.path: my_traces.jsonl`);
-- star1 / stair_sft: those public reasoning datasets (`data.path`: a local copy; null = the Hub).
+- star1 / stair_sft: those public reasoning datasets (`data.path`: a local copy; null = the Hub);
+  `data.add_starter_kinds: [benign, borderline]` puts the starter's safe traces beside STAR-1's harmful ones.
 
     python run_all.py --stages data --recipe recipes/tiny-cpu.yaml
 """
@@ -32,6 +33,13 @@ def run(ctx) -> None:
         rows = rows + extra
         ctx.console.print(f"RIT-D: + {len(extra)} traces from the chosen sides of the starter OP-COT/PP-COT "
                           f"pairs ({', '.join(r.data.pair_trace_kinds)})")
+    if r.data.add_starter_kinds:
+        extra = [x for x in load_rit_d(STARTER_DIR / "rit_d.jsonl") if x["kind"] in r.data.add_starter_kinds]
+        seen = {normalize_prompt(x["prompt"]) for x in rows}
+        extra = [x for x in extra if normalize_prompt(x["prompt"]) not in seen]
+        rows = rows + extra
+        ctx.console.print(f"RIT-D: + {len(extra)} starter traces ({', '.join(r.data.add_starter_kinds)}) beside "
+                          f"{r.data.source}")
     held = validation_prompts(r)
     if held:
         n = len(rows)

@@ -139,6 +139,10 @@ class Data:
     # steps) as extra RIT-D traces, for the pairs of these kinds: more prompts for a very small model to
     # generalize from. [] = off.
     pair_trace_kinds: list = _f([])
+    # With another data.source (star1, stair_sft, file, teacher): also train RW on the starter pack's
+    # RIT-D traces of these kinds. STAR-1's prompts are all harmful; without safe traces beside them RW
+    # learns to refuse everything, so a STAR-1 recipe adds [benign, borderline]. [] = off.
+    add_starter_kinds: list = _f([])
 
 
 @dataclass
@@ -467,6 +471,11 @@ def _cross_checks(r: Recipe, where: str) -> None:
     for kind in r.data.kinds:
         if kind not in KINDS:
             raise UserError(f"{where}: data.kinds: unknown kind {kind!r} (expected some of {', '.join(KINDS)})")
+    for key in ("pair_trace_kinds", "add_starter_kinds"):
+        _check_names(getattr(r.data, key), KINDS, f"data.{key}", "kind", where)
+    if r.data.add_starter_kinds and r.data.source == "starter":
+        raise UserError(f"{where}: data.add_starter_kinds: the starter pack is already the source; "
+                        f"use data.kinds to choose its kinds")
     if r.data.source == "file" and not r.data.path:
         raise UserError(f"{where}: data.path: required when data.source is 'file'")
     if (r.data.source == "teacher" or r.pairs.source == "teacher") and r.teacher.backend == "openai" \

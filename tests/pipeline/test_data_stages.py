@@ -202,3 +202,29 @@ def test_no_validation_prompt_in_rw_with_pair_traces(tmp_path, cache_dir):
     assert main(["--stages", "data,pairs", *sets(*fast, f"output_dir={tmp_path}", "pairs.val_size=12")]) == 0
     assert not _training_leaks(tmp_path)
     assert len(read_jsonl(tmp_path / "data/srpo_val.jsonl")) == 12
+
+
+def test_star1_with_starter_safe_traces_beside_it(tmp_path, cache_dir):
+    """data.source star1 + data.add_starter_kinds [benign, borderline]: STAR-1's harmful traces and the
+    starter's safe ones in one RIT-D file (RW would otherwise see refusals only); the option is refused
+    where it means nothing (the starter pack as source) or names an unknown kind."""
+    from conftest import FAST, FIXTURES, sets
+    from saro_lite.cli import main
+    from saro_lite.fileio import read_jsonl
+    from saro_lite.recipe import load_recipe
+
+    star = FIXTURES / "sources" / "star1.json"
+    extra = ["data.source=star1", f"data.path={star}", "data.limit=null", "data.add_starter_kinds=[benign, borderline]",
+             f"output_dir={tmp_path}"]
+    assert main(["--stages", "data", *sets(*FAST, *extra)]) == 0
+    rows = read_jsonl(tmp_path / "data/rit_d.jsonl")
+    kinds = [r["kind"] for r in rows]
+    starter = read_jsonl(STARTER_DIR / "rit_d.jsonl")
+    assert kinds.count("harmful") == 4  # the fixture's four STAR-1 rows
+    safe = [r for r in rows if r["kind"] in ("benign", "borderline")]
+    assert 0 < len(safe) <= sum(r["kind"] in ("benign", "borderline") for r in starter)
+    assert {r["id"] for r in safe} <= {r["id"] for r in starter}  # the starter's own traces, as written
+    with pytest.raises(UserError, match="data.add_starter_kinds: the starter pack is already the source"):
+        load_recipe(None, ["data.add_starter_kinds=[benign]"])
+    with pytest.raises(UserError, match="data.add_starter_kinds: unknown kind 'bengin'.*did you mean 'benign'"):
+        load_recipe(None, ["data.source=star1", "data.add_starter_kinds=[bengin]"])
