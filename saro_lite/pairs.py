@@ -30,15 +30,21 @@ def run(ctx) -> None:
         op = balanced_limit(op, r.pairs.op_limit, kinds, r.seed)
         pp = balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
     else:  # starter or file: the same records the data stage read to leave the validation prompts out of RW
-        op, pp = known_pair_records(r)
+        op, pp = known_pair_records(r, both=True)
     if r.pairs.shorten and (r.data.max_reasoning_steps or r.data.max_answer_sentences):
         op, pp = shorten_pairs(op, pp, r.data.max_reasoning_steps, r.data.max_answer_sentences)
         ctx.console.print(f"pairs shortened like RIT-D: at most {r.data.max_reasoning_steps or 'all'} reasoning "
                           f"steps, {r.data.max_answer_sentences or 'all'} answer sentences")
-    write_jsonl(ctx.path("data/op_cot.jsonl"), op)
-    write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
     rows = render_pairs(ctx.renderer(), op, pp)
     train, val = split_val(rows, r.pairs.val_size, r.seed)
+    # pairs.use_op / use_pp false (an ablation): the split above saw both kinds, as the data stage's did,
+    # so RW and the held-out prompts are those of the full run; the kind that is off leaves both sides
+    used = {t for t, on in (("op", r.pairs.use_op), ("pp", r.pairs.use_pp)) if on}
+    op, pp = (op if "op" in used else []), (pp if "pp" in used else [])
+    train, val = [x for x in train if x["type"] in used], [x for x in val if x["type"] in used]
+    rows = [x for x in rows if x["type"] in used]
+    write_jsonl(ctx.path("data/op_cot.jsonl"), op)
+    write_jsonl(ctx.path("data/pp_cot.jsonl"), pp)
     write_jsonl(ctx.path("data/srpo_train.jsonl"), train)
     write_jsonl(ctx.path("data/srpo_val.jsonl"), val)
     warn_seen_validation_prompts(ctx, op, pp, val)

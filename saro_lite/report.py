@@ -137,7 +137,8 @@ def training_attack_families(run_dir: Path) -> set[str] | None:
     from .data_sources.attacks import attack_family
 
     rows = [r for name in ("rit_d", "op_cot", "pp_cot") if (run_dir / f"data/{name}.jsonl").exists()
-            for r in read_jsonl(run_dir / f"data/{name}.jsonl") if r.get("kind") == "jailbreak"]
+            # allow_empty: pairs.use_op / use_pp false leaves that pair file empty
+            for r in read_jsonl(run_dir / f"data/{name}.jsonl", allow_empty=True) if r.get("kind") == "jailbreak"]
     families = {attack_family(r) for r in rows} - {None}
     return families or None
 

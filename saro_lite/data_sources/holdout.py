@@ -71,18 +71,22 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
     return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
 
 
-def known_pair_records(r) -> tuple[list[dict], list[dict]] | None:
+def known_pair_records(r, both: bool = False) -> tuple[list[dict], list[dict]] | None:
     """The OP-COT / PP-COT records the pairs stage starts from, when they are known before it runs
     (pairs.source starter or file), loaded and limited exactly as run() does; None for teacher and self
-    (those pairs exist only after the stage has run)."""
+    (those pairs exist only after the stage has run). both=True ignores pairs.use_op / use_pp: the
+    validation split is drawn from both kinds of pairs, so an ablation that turns one off holds out the
+    same prompts and trains on the same RW data as the full run (the pairs stage then drops the kind
+    that is off from train and validation)."""
     kinds = r.data.kinds
+    use_op, use_pp = (True, True) if both else (r.pairs.use_op, r.pairs.use_pp)
     if r.pairs.source == "file":
-        op = load_op(r.pairs.op_path) if r.pairs.use_op and r.pairs.op_path else []
-        pp = load_pp(r.pairs.pp_path) if r.pairs.use_pp and r.pairs.pp_path else []
+        op = load_op(r.pairs.op_path) if use_op and r.pairs.op_path else []
+        pp = load_pp(r.pairs.pp_path) if use_pp and r.pairs.pp_path else []
     elif r.pairs.source == "starter":
         op = (load_op(STARTER_DIR / "op_cot.jsonl")
-              + (load_op(STARTER_DIR / BALANCED_OP) if r.pairs.length_balanced else [])) if r.pairs.use_op else []
-        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if r.pairs.use_pp else []
+              + (load_op(STARTER_DIR / BALANCED_OP) if r.pairs.length_balanced else [])) if use_op else []
+        pp = load_pp(STARTER_DIR / "pp_cot.jsonl") if use_pp else []
     else:
         return None
     return balanced_limit(op, r.pairs.op_limit, kinds, r.seed), balanced_limit(pp, r.pairs.pp_limit, kinds, r.seed)
@@ -100,7 +104,7 @@ def validation_prompts(r) -> set[str]:
     """The prompts (normalize_prompt) of the pairs the pairs stage will hold out for validation, computed
     from the recipe alone (same records, split, seed) so the data stage can leave them out of RW.
     Empty when the pairs are not known in advance (teacher, self) or too few to split."""
-    recs = known_pair_records(r)
+    recs = known_pair_records(r, both=True)
     if recs is None:
         return set()
     try:
@@ -111,5 +115,5 @@ def validation_prompts(r) -> set[str]:
 
 
 # The settings validation_prompts() reads besides seed and data (part of the data stage's fingerprint).
-VALIDATION_KEYS = ["pairs.source", "pairs.op_path", "pairs.pp_path", "pairs.use_op", "pairs.use_pp",
+VALIDATION_KEYS = ["pairs.source", "pairs.op_path", "pairs.pp_path",
                    "pairs.op_limit", "pairs.pp_limit", "pairs.val_size", "pairs.length_balanced"]

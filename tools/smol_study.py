@@ -1,0 +1,242 @@
+"""The SmolLM2 study: each experiment a named configuration of the SmolLM2 recipe, run with the kit's own
+command, one after another; results land in one table the README quotes.
+
+    python -m tools.smol_study --list                                   # the experiments and their settings
+    python -m tools.smol_study --only shipped,faithful --seeds 0        # seed 0 of two experiments
+    python -m tools.smol_study --only faithful,star1 --seeds 0,1,2 --star1 ../STAR-1.json
+    python -m tools.smol_study --table                                  # rebuild the table from finished runs
+
+Each run is `python run_all.py --recipe recipes/smollm2-135m-instruct.yaml --set seed=S --set
+output_dir=<out>/<name>-s<S> <the experiment's --set items>`. An experiment with a parent (the ablations)
+starts from a copy of the parent's finished run folder: the pipeline's records then reuse the data and
+RW stages (same settings, same inputs) and re-run what the experiment changes. Runs that finished are
+skipped, so the command resumes.
+
+Writes <out>/study.json (per run: the arms' rates with n and 95% intervals, separation = 1 − harmful ASR −
+over-refusal with its interval, saro − rw and saro − safety_sft paired differences, SRPO's held-out reward
+accuracy, wall time, peak RSS), <out>/study.md (the table) and <out>/separation.png (separation per arm with
+95% intervals, per experiment). Budget: one run ≤ 45 min on a quiet 2-core machine; run nothing beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = "recipes/smollm2-135m-instruct.yaml"
+ARMS = "eval.arms=[base, rw, saro, safety_sft]"
+
+# The method as the paper describes it, sized for a CPU: traces and pairs as written (policy citations and
+# reflection kept), max_length covering the longest of them, RW three epochs (one epoch left 38 % of replies
+# looping on <think>), SRPO one full epoch over its pairs instead of 16 steps.
+FAITHFUL = ["data.max_reasoning_steps=null", "data.max_answer_sentences=null", "pairs.shorten=false",
+            "warmup.max_length=768", "srpo.max_length=768", "warmup.num_train_epochs=3",
+            "srpo.max_steps=-1", "srpo.num_train_epochs=1", "srpo.track_every=20"]
+
+
+@dataclass
+class Experiment:
+    name: str
+    why: str
+    sets: list[str] = field(default_factory=list)
+    parent: str | None = None  # start from a copy of this experiment's finished run (same seed)
+    needs_star1: bool = False
+
+
+EXPERIMENTS = {e.name: e for e in [
+    Experiment("shipped", "the recipe as shipped (shortened traces, RW 1 epoch, SRPO 16 steps)", [ARMS]),
+    Experiment("faithful", "unshortened traces and pairs, RW 3 epochs, SRPO 1 epoch", [ARMS, *FAITHFUL]),
+    Experiment("star1", "faithful, RW on STAR-1 (1,000 real harmful traces) + the starter's safe traces",
+               [ARMS, *FAITHFUL, "data.source=star1", "data.limit=null",
+                "data.add_starter_kinds=[benign, borderline]"], needs_star1=True),
+    Experiment("self", "faithful, on-policy pairs (pairs.source self: Shortest Rejection Sampling)",
+               [ARMS, *FAITHFUL, "pairs.source=self"]),
+    Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
+               parent="faithful"),
+    Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
+               parent="faithful"),
+]}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tools.smol_study", description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="shipped,faithful", help="comma-separated experiments (see --list)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--recipe", default=RECIPE, help=f"recipe the experiments modify (default {RECIPE})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override added to every run, after the experiment's own")
+    p.add_argument("--star1", default=None, help="a local STAR-1 copy (STAR-1.json) for the star1 experiment; "
+                   "without it the run reads UCSC-VLAA/STAR-1 from the Hub")
+    p.add_argument("--out", default="runs/smol-study", help="parent folder of the runs (default runs/smol-study)")
+    p.add_argument("--list", action="store_true", help="print the experiments and exit")
+    p.add_argument("--table", action="store_true", help="only rebuild the table from finished runs")
+    return p.parse_args(argv)
+
+
+# --- running ---------------------------------------------------------------------------------------------
+def command(args, exp: Experiment, seed: int, run: Path) -> list[str]:
+    items = [f"seed={seed}", f"output_dir={run}", *exp.sets, *args.set]
+    if exp.needs_star1 and args.star1:
+        items.append(f"data.path={Path(args.star1).resolve()}")
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--recipe", args.recipe]
+    for item in items:
+        cmd += ["--set", item]
+    return cmd
+
+
+def run_one(args, exp: Experiment, seed: int, out: Path) -> dict:
+    run = out / f"{exp.name}-s{seed}"
+    if (run / "report.json").exists() and (run / "study_run.json").exists():
+        print(f"{run.name}: finished, kept", flush=True)
+        return json.loads((run / "study_run.json").read_text())
+    if exp.parent and not run.exists():
+        parent = out / f"{exp.parent}-s{seed}"
+        if not (parent / "report.json").exists():
+            raise SystemExit(f"{exp.name}: run its parent first (--only {exp.parent},{exp.name})")
+        shutil.copytree(parent, run, ignore=shutil.ignore_patterns(".lock", "study_run.json"))
+    cmd = command(args, exp, seed, run)
+    print(f"{run.name}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.time()
+    p = subprocess.Popen(cmd, cwd=REPO)
+    _, status, usage = os.wait4(p.pid, 0)  # this child's own peak resident set (ru_maxrss, KiB)
+    seconds = round(time.time() - t0, 1)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{run.name}: run_all.py exited with {code}")
+    peak_gb = usage.ru_maxrss / 1024 ** 2
+    meta = {"experiment": exp.name, "seed": seed, "run": str(run), "seconds": seconds, "peak_rss_gb": round(peak_gb, 2),
+            "command": " ".join(["python", *cmd[1:]]).replace(str(REPO) + "/", "")}
+    (run / "study_run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+# --- the table -------------------------------------------------------------------------------------------
+def separation(arm: dict) -> dict | None:
+    """1 − harmful ASR − over-refusal, with a 95% interval: the two rates rest on disjoint prompts, so
+    their variances add (normal approximation; each rate's variance from its own Wilson half-width)."""
+    if arm.get("harmful_asr") is None or arm.get("over_refusal_rate") is None:
+        return None
+    value = 1 - arm["harmful_asr"] - arm["over_refusal_rate"]
+    half = math.sqrt(sum(((ci[1] - ci[0]) / 2) ** 2 for ci in (arm["harmful_asr_ci"], arm["over_refusal_rate_ci"])))
+    return {"value": value, "ci": [value - half, value + half]}
+
+
+def separation_difference(comparison: dict) -> dict | None:
+    """Paired separation difference of two arms on the same prompts: −(Δ harmful ASR + Δ over-refusal), its
+    interval from the two paired (Newcombe) intervals in quadrature (disjoint prompt sets)."""
+    h, o = comparison.get("harmful_asr"), comparison.get("over_refusal_rate")
+    if not h or not o or h.get("ci") is None or o.get("ci") is None:
+        return None
+    value = -(h["diff"] + o["diff"])
+    half = math.sqrt(sum(((c["ci"][1] - c["ci"][0]) / 2) ** 2 for c in (h, o)))
+    return {"value": value, "ci": [value - half, value + half], "excludes_0": abs(value) > half}
+
+
+def summarize(run: Path, meta: dict) -> dict:
+    report = json.loads((run / "report.json").read_text())
+    arms = {}
+    for name, a in report["arms"].items():
+        arms[name] = {k: a.get(k) for k in ("harmful_asr", "harmful_asr_n", "harmful_asr_ci", "jailbreak_asr",
+                                              "jailbreak_asr_n", "over_refusal_rate", "over_refusal_rate_n",
+                                              "over_refusal_rate_ci", "general_accuracy", "no_answer_rate",
+                                              "unfinished_rate", "reflection_rate")}
+        arms[name]["separation"] = separation(a)
+    diffs = {k: separation_difference(v) for k, v in report.get("comparisons", {}).items()}
+    return {**meta, "arms": arms, "separation_differences": diffs,
+            "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy")}
+
+
+def write_table(out: Path, rows: list[dict]) -> None:
+    (out / "study.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    lines = ["| experiment | seed | arm | harmful ASR | jailbreak ASR | over-refusal | separation [95% CI] | "
+             "no answer | general acc | wall min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for arm, a in r["arms"].items():
+            sep = a["separation"]
+            sep_s = f"{sep['value']:+.2f} [{sep['ci'][0]:+.2f}, {sep['ci'][1]:+.2f}]" if sep else "–"
+            f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+            lines.append(f"| {r['experiment']} | {r['seed']} | {arm} | {f(a['harmful_asr'])} | {f(a['jailbreak_asr'])} | "
+                         f"{f(a['over_refusal_rate'])} | {sep_s} | {f(a['no_answer_rate'])} | "
+                         f"{f(a['general_accuracy'])} | {r['seconds'] / 60:.1f} |")
+    lines += ["", "Paired separation differences (same prompts; interval excludes 0 marked *):", ""]
+    for r in rows:
+        parts = [f"{k} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
+                 for k, d in r["separation_differences"].items() if d]
+        lines.append(f"- {r['experiment']} seed {r['seed']}: " + ("; ".join(parts) or "–")
+                     + f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}")
+    (out / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot(out / "separation.png", rows)
+
+
+def plot(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(dict.fromkeys(a for r in rows for a in r["arms"]))
+    labels = [f"{r['experiment']}\nseed {r['seed']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows)), 3.8))
+    width = 0.8 / max(1, len(arms))
+    for j, arm in enumerate(arms):
+        xs, ys, lo, hi = [], [], [], []
+        for i, r in enumerate(rows):
+            sep = (r["arms"].get(arm) or {}).get("separation")
+            if sep:
+                xs.append(i + (j - (len(arms) - 1) / 2) * width)
+                ys.append(sep["value"])
+                lo.append(sep["value"] - sep["ci"][0])
+                hi.append(sep["ci"][1] - sep["value"])
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=arm)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("separation (1 − harmful ASR − over-refusal)")
+    ax.legend(fontsize=8, ncol=len(arms))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name:9s} {e.why}\n          --set " + " --set ".join(e.sets)
+                  + (f"\n          starts from a copy of '{e.parent}'" if e.parent else ""))
+        return 0
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        print(f"error: unknown experiment(s) {', '.join(unknown)} (known: {', '.join(EXPERIMENTS)})", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = Path(args.out) if Path(args.out).is_absolute() else REPO / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in seeds:
+        for name in names:
+            run = out / f"{name}-s{seed}"
+            if args.table:
+                if (run / "study_run.json").exists():
+                    rows.append(summarize(run, json.loads((run / "study_run.json").read_text())))
+                continue
+            rows.append(summarize(run, run_one(args, EXPERIMENTS[name], seed, out)))
+            write_table(out, rows)  # after every run: a crash keeps what finished
+    if not rows:
+        print("error: no finished run to tabulate", file=sys.stderr)
+        return 2
+    write_table(out, rows)
+    print((out / "study.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
