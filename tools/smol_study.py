@@ -5,12 +5,18 @@ command, one after another; results land in one table the README quotes.
     python -m tools.smol_study --only shipped,faithful --seeds 0        # seed 0 of two experiments
     python -m tools.smol_study --only faithful,star1 --seeds 0,1,2 --star1 ../STAR-1.json
     python -m tools.smol_study --table                                  # rebuild the table from finished runs
+    python -m tools.smol_study --only faithful --train-prompts          # + the arms on their own training prompts
 
 Each run is `python run_all.py --recipe recipes/smollm2-135m-instruct.yaml --set seed=S --set
 output_dir=<out>/<name>-s<S> <the experiment's --set items>`. An experiment with a parent (the ablations)
 starts from a copy of the parent's finished run folder: the pipeline's records then reuse the data and
 RW stages (same settings, same inputs) and re-run what the experiment changes. Runs that finished are
 skipped, so the command resumes.
+
+--train-prompts also evaluates base, rw and saro of each finished run on the RIT-D prompts they were trained
+on (a copy of the run, `--stages eval,report` with those prompts as eval.extra_sets): a trained arm that
+separates its training prompts but not held-out ones has a generalization gap; one that separates neither
+has not fitted the decision.
 
 Writes <out>/study.json (per run: the arms' rates with n and 95% intervals, separation = 1 − harmful ASR −
 over-refusal with its interval, saro − rw and saro − safety_sft paired differences, SRPO's held-out reward
@@ -49,16 +55,21 @@ class Experiment:
     sets: list[str] = field(default_factory=list)
     parent: str | None = None  # start from a copy of this experiment's finished run (same seed)
     needs_star1: bool = False
+    versus: str | None = None  # the experiment it is compared with, arm by arm on the same prompts
+
+    def __post_init__(self):
+        self.versus = self.versus or self.parent
 
 
 EXPERIMENTS = {e.name: e for e in [
     Experiment("shipped", "the recipe as shipped (shortened traces, RW 1 epoch, SRPO 16 steps)", [ARMS]),
-    Experiment("faithful", "unshortened traces and pairs, RW 3 epochs, SRPO 1 epoch", [ARMS, *FAITHFUL]),
+    Experiment("faithful", "unshortened traces and pairs, RW 3 epochs, SRPO 1 epoch", [ARMS, *FAITHFUL],
+               versus="shipped"),
     Experiment("star1", "faithful, RW on STAR-1 (1,000 real harmful traces) + the starter's safe traces",
                [ARMS, *FAITHFUL, "data.source=star1", "data.limit=null",
-                "data.add_starter_kinds=[benign, borderline]"], needs_star1=True),
+                "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="faithful"),
     Experiment("self", "faithful, on-policy pairs (pairs.source self: Shortest Rejection Sampling)",
-               [ARMS, *FAITHFUL, "pairs.source=self"]),
+               [ARMS, *FAITHFUL, "pairs.source=self"], versus="faithful"),
     Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
                parent="faithful"),
     Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
@@ -78,6 +89,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/smol-study", help="parent folder of the runs (default runs/smol-study)")
     p.add_argument("--list", action="store_true", help="print the experiments and exit")
     p.add_argument("--table", action="store_true", help="only rebuild the table from finished runs")
+    p.add_argument("--train-prompts", action="store_true",
+                   help="also evaluate base, rw and saro on their own RIT-D training prompts (a copy of each run)")
     return p.parse_args(argv)
 
 
@@ -118,6 +131,53 @@ def run_one(args, exp: Experiment, seed: int, out: Path) -> dict:
     return meta
 
 
+TRAIN_ARMS = ["base", "rw", "saro"]
+TRAIN_KINDS = ["harmful", "benign", "borderline"]  # jailbreaks left out: their wrappers differ from the held-out ones
+
+
+def run_on_train_prompts(args, exp: Experiment, seed: int, out: Path) -> Path:
+    """Copy a finished run and evaluate base, rw and saro on the RIT-D prompts the run trained on
+    (data/rit_d.jsonl; the pairs stage's held-out prompts are already out of it). Kept when finished."""
+    run, train = out / f"{exp.name}-s{seed}", out / f"{exp.name}-s{seed}-train"
+    if (train / "report.json").exists():
+        return train
+    from saro_lite.fileio import read_jsonl
+
+    shutil.rmtree(train, ignore_errors=True)
+    shutil.copytree(run, train, ignore=shutil.ignore_patterns(".lock", "study_run.json", "eval", "report.*"))
+    rows = read_jsonl(run / "data/rit_d.jsonl")
+    specs = []
+    for kind in TRAIN_KINDS:
+        path = train / f"train_{kind}.jsonl"
+        path.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"]}) + "\n"
+                                for r in rows if r.get("kind") == kind), encoding="utf-8")
+        specs.append(f"{{name: train_{kind}, path: {path}, prompt_field: prompt, kind: {kind}}}")
+    cmd = command(args, exp, seed, train) + ["--stages", "eval,report", "--set", f"eval.arms=[{', '.join(TRAIN_ARMS)}]",
+                                             "--set", "eval.sets=[]", "--set", "eval.set_limits={}",
+                                             "--set", "eval.limit_per_set=null",  # every training prompt
+                                             "--set", f"eval.extra_sets=[{', '.join(specs)}]"]
+    print(f"{train.name}: {' '.join(cmd[1:])}", flush=True)
+    if subprocess.call(cmd, cwd=REPO) != 0:
+        raise SystemExit(f"{train.name}: run_all.py exited with an error")
+    return train
+
+
+def train_vs_heldout(train: Path, heldout: dict) -> dict:
+    """Per arm: harmful ASR, over-refusal and separation on the training prompts beside the held-out ones."""
+    per_set = json.loads((train / "report.json").read_text())["per_set"]
+    out = {}
+    for arm, sets in per_set.items():
+        h = sets.get("train_harmful")
+        safe = [sets[f"train_{k}"] for k in ("benign", "borderline") if f"train_{k}" in sets]
+        if not h or not safe or arm not in heldout:
+            continue
+        over = sum(x["refused"] * x["n"] for x in safe) / sum(x["n"] for x in safe)
+        held = heldout[arm]["separation"]
+        out[arm] = {"harmful_asr": h["attack_success"], "over_refusal_rate": over, "n": [h["n"], sum(x["n"] for x in safe)],
+                    "separation": 1 - h["attack_success"] - over, "heldout_separation": held["value"] if held else None}
+    return out
+
+
 # --- the table -------------------------------------------------------------------------------------------
 def separation(arm: dict) -> dict | None:
     """1 − harmful ASR − over-refusal, with a 95% interval: the two rates rest on disjoint prompts, so
@@ -135,9 +195,27 @@ def separation_difference(comparison: dict) -> dict | None:
     h, o = comparison.get("harmful_asr"), comparison.get("over_refusal_rate")
     if not h or not o or h.get("ci") is None or o.get("ci") is None:
         return None
-    value = -(h["diff"] + o["diff"])
+    value = -(h["diff"] + o["diff"]) + 0.0  # + 0.0: no "-0.00" for identical arms
     half = math.sqrt(sum(((c["ci"][1] - c["ci"][0]) / 2) ** 2 for c in (h, o)))
     return {"value": value, "ci": [value - half, value + half], "excludes_0": abs(value) > half}
+
+
+def versus_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
+    """Each arm of this run minus the same arm of another run (another experiment, same seed: the same eval
+    prompts), as paired separation differences: what the experiment's change did to that arm."""
+    from saro_lite.analysis.scoring import paired_comparison
+    from saro_lite.fileio import read_jsonl
+
+    out = {}
+    for arm in arms:
+        mine, theirs = run / "eval" / arm, other / "eval" / arm
+        if not theirs.is_dir():
+            continue
+        d = separation_difference(paired_comparison({f.stem: read_jsonl(f) for f in mine.glob("*.jsonl")},
+                                                    {f.stem: read_jsonl(f) for f in theirs.glob("*.jsonl")}, scope))
+        if d:
+            out[arm] = d
+    return out
 
 
 def summarize(run: Path, meta: dict) -> dict:
@@ -150,7 +228,13 @@ def summarize(run: Path, meta: dict) -> dict:
                                               "unfinished_rate", "reflection_rate")}
         arms[name]["separation"] = separation(a)
     diffs = {k: separation_difference(v) for k, v in report.get("comparisons", {}).items()}
-    return {**meta, "arms": arms, "separation_differences": diffs,
+    versus, exp = {}, EXPERIMENTS.get(meta.get("experiment"))
+    other = run.parent / f"{exp.versus}-s{meta['seed']}" if exp and exp.versus else None
+    if other is not None and (other / "report.json").exists():
+        versus = {"experiment": exp.versus,
+                  "arms": versus_differences(run, other, list(report["arms"]),
+                                             (report.get("judge") or {}).get("scope"))}
+    return {**meta, "arms": arms, "separation_differences": diffs, "versus": versus,
             "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy")}
 
 
@@ -166,12 +250,31 @@ def write_table(out: Path, rows: list[dict]) -> None:
             lines.append(f"| {r['experiment']} | {r['seed']} | {arm} | {f(a['harmful_asr'])} | {f(a['jailbreak_asr'])} | "
                          f"{f(a['over_refusal_rate'])} | {sep_s} | {f(a['no_answer_rate'])} | "
                          f"{f(a['general_accuracy'])} | {r['seconds'] / 60:.1f} |")
+    trained = [r for r in rows if r.get("train_prompts")]
+    if trained:
+        lines += ["", "Training prompts vs held-out (the arms on the RIT-D prompts they trained on):", "",
+                  "| experiment | seed | arm | harmful ASR (train) | over-refusal (train) | separation train | held-out |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in trained:
+            for arm, t in r["train_prompts"].items():
+                held = "–" if t["heldout_separation"] is None else f"{t['heldout_separation']:+.2f}"
+                lines.append(f"| {r['experiment']} | {r['seed']} | {arm} | {t['harmful_asr']:.2f} | "
+                             f"{t['over_refusal_rate']:.2f} | {t['separation']:+.2f} | {held} |")
     lines += ["", "Paired separation differences (same prompts; interval excludes 0 marked *):", ""]
     for r in rows:
         parts = [f"{k} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
                  for k, d in r["separation_differences"].items() if d]
         lines.append(f"- {r['experiment']} seed {r['seed']}: " + ("; ".join(parts) or "–")
                      + f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}")
+    versus = [r for r in rows if (r.get("versus") or {}).get("arms")]
+    if versus:
+        lines += ["", "Each arm minus the same arm of the experiment it is compared with (same seed, same prompts; "
+                  "paired separation difference, * excludes 0):", ""]
+    for r in versus:
+        v = r["versus"]
+        parts = [f"{arm} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
+                 for arm, d in v["arms"].items()]
+        lines.append(f"- {r['experiment']} − {v['experiment']}, seed {r['seed']}: " + "; ".join(parts))
     (out / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(out / "separation.png", rows)
 
@@ -227,8 +330,14 @@ def main(argv=None) -> int:
             if args.table:
                 if (run / "study_run.json").exists():
                     rows.append(summarize(run, json.loads((run / "study_run.json").read_text())))
+                    train = out / f"{name}-s{seed}-train"
+                    if (train / "report.json").exists():
+                        rows[-1]["train_prompts"] = train_vs_heldout(train, rows[-1]["arms"])
                 continue
             rows.append(summarize(run, run_one(args, EXPERIMENTS[name], seed, out)))
+            if args.train_prompts:
+                train = run_on_train_prompts(args, EXPERIMENTS[name], seed, out)
+                rows[-1]["train_prompts"] = train_vs_heldout(train, rows[-1]["arms"])
             write_table(out, rows)  # after every run: a crash keeps what finished
     if not rows:
         print("error: no finished run to tabulate", file=sys.stderr)

@@ -43,11 +43,29 @@ def test_an_experiment_and_its_ablation_share_rw(tmp_path, cache_dir):
     c = report["comparisons"]["saro - rw"]
     assert abs(d["value"] + c["harmful_asr"]["diff"] + c["over_refusal_rate"]["diff"]) < 1e-9
     assert "| rw_op | 0 | saro |" in (study / "study.md").read_text()
+    # the ablation against its parent, arm by arm on the same prompts: the shared RW and base reply the same,
+    # saro's difference is the change of its separation
+    versus = rows[1]["versus"]
+    assert versus["experiment"] == "faithful" and set(versus["arms"]) == {"base", "rw", "saro"}
+    assert versus["arms"]["rw"]["value"] == 0 and versus["arms"]["base"]["value"] == 0
+    assert abs(versus["arms"]["saro"]["value"] - (sep["value"] - rows[0]["arms"]["saro"]["separation"]["value"])) < 1e-9
+    assert rows[0]["versus"] == {}  # faithful is compared with shipped, which did not run here
+    assert "- rw_op − faithful, seed 0: base +0.00" in (study / "study.md").read_text()
     assert (study / "separation.png").stat().st_size > 0
-    # the same command again keeps both runs
+    # the same command again keeps both runs; --train-prompts adds the arms on their own training prompts
     before = (child / "report.json").read_text()
-    assert main(_args(tmp_path, "faithful,rw_op")) == 0
+    assert main(_args(tmp_path, "faithful,rw_op") + ["--train-prompts"]) == 0
     assert (child / "report.json").read_text() == before
+    rows = json.loads((study / "study.json").read_text())
+    trained = read_jsonl(parent / "data/rit_d.jsonl")
+    harmful = sum(r["kind"] == "harmful" for r in trained)
+    safe = sum(r["kind"] in ("benign", "borderline") for r in trained)
+    t = rows[0]["train_prompts"]
+    assert set(t) == {"base", "rw", "saro"} and t["rw"]["n"] == [harmful, safe]
+    assert abs(t["saro"]["separation"] - (1 - t["saro"]["harmful_asr"] - t["saro"]["over_refusal_rate"])) < 1e-9
+    assert t["saro"]["heldout_separation"] == rows[0]["arms"]["saro"]["separation"]["value"]
+    assert (parent / "report.json").exists() and not (study / "faithful-s0-train" / "study_run.json").exists()
+    assert "Training prompts vs held-out" in (study / "study.md").read_text()
 
 
 def test_unknown_experiment_and_orphan_ablation_are_one_line(tmp_path, capsys):
