@@ -135,12 +135,12 @@ TRAIN_ARMS = ["base", "rw", "saro"]
 TRAIN_KINDS = ["harmful", "benign", "borderline"]  # jailbreaks left out: their wrappers differ from the held-out ones
 
 
-def run_on_train_prompts(args, exp: Experiment, seed: int, out: Path) -> Path:
+def run_on_train_prompts(args, exp: Experiment, seed: int, out: Path) -> None:
     """Copy a finished run and evaluate base, rw and saro on the RIT-D prompts the run trained on
     (data/rit_d.jsonl; the pairs stage's held-out prompts are already out of it). Kept when finished."""
     run, train = out / f"{exp.name}-s{seed}", out / f"{exp.name}-s{seed}-train"
     if (train / "report.json").exists():
-        return train
+        return
     from saro_lite.fileio import read_jsonl
 
     shutil.rmtree(train, ignore_errors=True)
@@ -159,7 +159,6 @@ def run_on_train_prompts(args, exp: Experiment, seed: int, out: Path) -> Path:
     print(f"{train.name}: {' '.join(cmd[1:])}", flush=True)
     if subprocess.call(cmd, cwd=REPO) != 0:
         raise SystemExit(f"{train.name}: run_all.py exited with an error")
-    return train
 
 
 def train_vs_heldout(train: Path, heldout: dict) -> dict:
@@ -200,6 +199,10 @@ def separation_difference(comparison: dict) -> dict | None:
     return {"value": value, "ci": [value - half, value + half], "excludes_0": abs(value) > half}
 
 
+def format_difference(label: str, d: dict) -> str:
+    return f"{label} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
+
+
 def versus_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
     """Each arm of this run minus the same arm of another run (another experiment, same seed: the same eval
     prompts), as paired separation differences: what the experiment's change did to that arm."""
@@ -234,7 +237,9 @@ def summarize(run: Path, meta: dict) -> dict:
         versus = {"experiment": exp.versus,
                   "arms": versus_differences(run, other, list(report["arms"]),
                                              (report.get("judge") or {}).get("scope"))}
-    return {**meta, "arms": arms, "separation_differences": diffs, "versus": versus,
+    train = run.parent / f"{run.name}-train"
+    trained = train_vs_heldout(train, arms) if (train / "report.json").exists() else {}
+    return {**meta, "arms": arms, "separation_differences": diffs, "versus": versus, "train_prompts": trained,
             "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy")}
 
 
@@ -262,8 +267,7 @@ def write_table(out: Path, rows: list[dict]) -> None:
                              f"{t['over_refusal_rate']:.2f} | {t['separation']:+.2f} | {held} |")
     lines += ["", "Paired separation differences (same prompts; interval excludes 0 marked *):", ""]
     for r in rows:
-        parts = [f"{k} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
-                 for k, d in r["separation_differences"].items() if d]
+        parts = [format_difference(k, d) for k, d in r["separation_differences"].items() if d]
         lines.append(f"- {r['experiment']} seed {r['seed']}: " + ("; ".join(parts) or "–")
                      + f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}")
     versus = [r for r in rows if (r.get("versus") or {}).get("arms")]
@@ -272,8 +276,7 @@ def write_table(out: Path, rows: list[dict]) -> None:
                   "paired separation difference, * excludes 0):", ""]
     for r in versus:
         v = r["versus"]
-        parts = [f"{arm} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
-                 for arm, d in v["arms"].items()]
+        parts = [format_difference(arm, d) for arm, d in v["arms"].items()]
         lines.append(f"- {r['experiment']} − {v['experiment']}, seed {r['seed']}: " + "; ".join(parts))
     (out / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(out / "separation.png", rows)
@@ -330,14 +333,11 @@ def main(argv=None) -> int:
             if args.table:
                 if (run / "study_run.json").exists():
                     rows.append(summarize(run, json.loads((run / "study_run.json").read_text())))
-                    train = out / f"{name}-s{seed}-train"
-                    if (train / "report.json").exists():
-                        rows[-1]["train_prompts"] = train_vs_heldout(train, rows[-1]["arms"])
                 continue
-            rows.append(summarize(run, run_one(args, EXPERIMENTS[name], seed, out)))
+            meta = run_one(args, EXPERIMENTS[name], seed, out)
             if args.train_prompts:
-                train = run_on_train_prompts(args, EXPERIMENTS[name], seed, out)
-                rows[-1]["train_prompts"] = train_vs_heldout(train, rows[-1]["arms"])
+                run_on_train_prompts(args, EXPERIMENTS[name], seed, out)
+            rows.append(summarize(run, meta))
             write_table(out, rows)  # after every run: a crash keeps what finished
     if not rows:
         print("error: no finished run to tabulate", file=sys.stderr)
