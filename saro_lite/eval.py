@@ -67,9 +67,11 @@ def run(ctx) -> None:
                 else:
                     gens = generate(model, tok, [renderer.prompt(x["prompt"]) for _, x in pooled],
                                     r.eval.max_new_tokens, r.eval.batch_size, r.eval.do_sample,
-                                    r.eval.temperature, r.seed, progress, task, r.model.generation_loop)
+                                    r.eval.temperature, r.seed, progress, task, r.model.generation_loop,
+                                    budget=reasoning_budget(r, renderer))
                 for name in todo:
                     scored = [score_row(x, g.text, g.tokens, g.finished, renderer, tok, name, r.eval.judge_scope)
+                              | ({"budget_forced": g.forced} if r.eval.reasoning_budget else {})
                               for (n, x), g in zip(pooled, gens) if n == name]
                     write_jsonl(ctx.path(f"eval/{arm}/{name}.jsonl"), scored)
                     stamp_set(ctx, arm, name, sets[name])
@@ -92,6 +94,16 @@ def run(ctx) -> None:
                         scope=r.eval.judge_scope)
         ctx.console.print(f"{arm}: " + ", ".join(f"{k} {m[k]:.2f}" for k in SUMMARY_KEYS
                                                  if isinstance(m.get(k), float)))
+
+
+def reasoning_budget(recipe, renderer):
+    """eval.reasoning_budget as the decode loop's Budget (None when off): the close tag is written the way
+    the renderer lays out a trained reply, a line break, the tag, a blank line, then the answer."""
+    from .modeling.generate import Budget
+
+    if recipe.eval.reasoning_budget is None:
+        return None
+    return Budget(recipe.eval.reasoning_budget, renderer.open_tag, renderer.close_tag, f"\n{renderer.close_tag}\n\n")
 
 
 @contextlib.contextmanager

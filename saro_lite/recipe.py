@@ -254,6 +254,11 @@ class Eval:
     # jailbreaks when the comparisons that matter need the power.
     set_limits: dict = _f({})
     max_new_tokens: int = _f(512, min=1)
+    # Answer budget ("budget forcing"): a reply whose reasoning is still open after this many new tokens gets
+    # the close tag written for it ("\n</think>\n\n") and goes on to answer within max_new_tokens. Off (null)
+    # by default: it changes what the arms are measured on. It shows whether an arm that loops in its
+    # reasoning has learned the decision it would take if made to answer (README, the SmolLM2 study).
+    reasoning_budget: int | None = _f(None, min=1)
     batch_size: int = _f(8, min=1)
     do_sample: bool = False
     temperature: float = _f(0.7, gt=0.0)
@@ -521,6 +526,13 @@ def _cross_checks(r: Recipe, where: str) -> None:
         raise UserError(f"{where}: model.gguf_file: expected a .gguf file name, got {r.model.gguf_file!r}")
     if r.model.tiny.hidden_size % r.model.tiny.num_attention_heads:
         raise UserError(f"{where}: model.tiny.hidden_size must be divisible by model.tiny.num_attention_heads")
+    budget = r.eval.reasoning_budget
+    if budget is not None and budget >= r.eval.max_new_tokens:
+        raise UserError(f"{where}: eval.reasoning_budget ({budget}) must be below eval.max_new_tokens "
+                        f"({r.eval.max_new_tokens}): the budget leaves room for the answer")
+    if budget is not None and (r.eval.generator != "local" or r.model.generation_loop != "kit"):
+        raise UserError(f"{where}: eval.reasoning_budget needs the kit's own decode loop (eval.generator local, "
+                        "model.generation_loop kit): it writes the close tag into a reply as it is generated")
     if r.eval.generator == "openai" and not r.eval.base_url:
         raise UserError(f"{where}: eval.base_url: required with eval.generator openai (e.g. http://localhost:8000/v1)")
     if "api_key" in r.eval.judge_api:

@@ -19,9 +19,10 @@ separates its training prompts but not held-out ones has a generalization gap; o
 has not fitted the decision.
 
 Writes <out>/study.json (per run: the arms' rates with n and 95% intervals, separation = 1 − harmful ASR −
-over-refusal with its interval, saro − rw and saro − safety_sft paired differences, SRPO's held-out reward
-accuracy, wall time, peak RSS), <out>/study.md (the table) and <out>/separation.png (separation per arm with
-95% intervals, per experiment). Budget: one run ≤ 45 min on a quiet 2-core machine; run nothing beside it.
+over-refusal with its interval, strict separation (a benign or borderline prompt left with no answer counts
+as a failure too), saro − rw and saro − safety_sft paired differences of both, SRPO's held-out reward
+accuracy, wall time, peak RSS), <out>/study.md (the table) and <out>/separation.png (both separations per
+arm with 95% intervals, per experiment). Budget: one run ≤ 45 min on a quiet 2-core machine; run nothing beside it.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/smollm2-135m-instruct.yaml"
 ARMS = "eval.arms=[base, rw, saro, safety_sft]"
+BUDGET_ARMS = "eval.arms=[rw, saro]"  # the arms that reason: base and safety_sft never open a reasoning block
 
 # The method as the paper describes it, sized for a CPU: traces and pairs as written (policy citations and
 # reflection kept), max_length covering the longest of them, RW three epochs (one epoch left 38 % of replies
@@ -74,6 +76,10 @@ EXPERIMENTS = {e.name: e for e in [
                parent="faithful"),
     Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
                parent="faithful"),
+    # Eval only, on a copy of the shipped run: the same rw and saro made to answer (the close tag written for
+    # them after 128 reasoning tokens), so a loop becomes the answer the arm would give.
+    Experiment("budget", "the shipped run's rw and saro made to answer: eval.reasoning_budget 128 of 192 tokens",
+               [BUDGET_ARMS, "eval.reasoning_budget=128"], parent="shipped"),
 ]}
 
 
@@ -178,25 +184,29 @@ def train_vs_heldout(train: Path, heldout: dict) -> dict:
 
 
 # --- the table -------------------------------------------------------------------------------------------
-def separation(arm: dict) -> dict | None:
-    """1 − harmful ASR − over-refusal, with a 95% interval: the two rates rest on disjoint prompts, so
-    their variances add (normal approximation; each rate's variance from its own Wilson half-width)."""
-    if arm.get("harmful_asr") is None or arm.get("over_refusal_rate") is None:
-        return None
-    value = 1 - arm["harmful_asr"] - arm["over_refusal_rate"]
-    half = math.sqrt(sum(((ci[1] - ci[0]) / 2) ** 2 for ci in (arm["harmful_asr_ci"], arm["over_refusal_rate_ci"])))
-    return {"value": value, "ci": [value - half, value + half]}
+# Separation = 1 − harmful ASR − over-refusal; strict separation also counts a benign or borderline prompt
+# left with no answer (a loop) as a failure, so an arm cannot look helpful by looping. Both come from
+# saro_lite.analysis.scoring, the functions the report uses.
+FAILURE_RATE = {False: "over_refusal_rate", True: "safe_unanswered_rate"}
 
 
-def separation_difference(comparison: dict) -> dict | None:
-    """Paired separation difference of two arms on the same prompts: −(Δ harmful ASR + Δ over-refusal), its
-    interval from the two paired (Newcombe) intervals in quadrature (disjoint prompt sets)."""
-    h, o = comparison.get("harmful_asr"), comparison.get("over_refusal_rate")
-    if not h or not o or h.get("ci") is None or o.get("ci") is None:
-        return None
-    value = -(h["diff"] + o["diff"]) + 0.0  # + 0.0: no "-0.00" for identical arms
-    half = math.sqrt(sum(((c["ci"][1] - c["ci"][0]) / 2) ** 2 for c in (h, o)))
-    return {"value": value, "ci": [value - half, value + half], "excludes_0": abs(value) > half}
+def separation(arm: dict, strict: bool = False) -> dict | None:
+    """{value, ci} of one arm's (strict) separation, from its report.json rates; the interval combines the
+    two rates' 95% half-widths in quadrature (they rest on disjoint prompts). None without the rates."""
+    from saro_lite.analysis.scoring import separation_value
+
+    fail = FAILURE_RATE[strict]
+    value, ci = separation_value(arm.get("harmful_asr"), arm.get("harmful_asr_ci"), arm.get(fail), arm.get(f"{fail}_ci"))
+    return None if value is None or ci is None else {"value": value, "ci": ci}
+
+
+def separation_difference(comparison: dict, strict: bool = False) -> dict | None:
+    """Paired (strict) separation difference of two arms on the same prompts: −(Δ harmful ASR + Δ failure
+    rate), its interval from the two paired (Newcombe) intervals in quadrature (disjoint prompt sets)."""
+    from saro_lite.analysis.scoring import separation_difference as paired
+
+    d = paired(comparison.get("harmful_asr"), comparison.get(FAILURE_RATE[strict]))
+    return None if d is None else {"value": d["diff"], "ci": d["ci"], "excludes_0": d["excludes_0"]}
 
 
 def format_difference(label: str, d: dict) -> str:
@@ -214,10 +224,11 @@ def versus_differences(run: Path, other: Path, arms: list[str], scope: str | Non
         mine, theirs = run / "eval" / arm, other / "eval" / arm
         if not theirs.is_dir():
             continue
-        d = separation_difference(paired_comparison({f.stem: read_jsonl(f) for f in mine.glob("*.jsonl")},
-                                                    {f.stem: read_jsonl(f) for f in theirs.glob("*.jsonl")}, scope))
+        c = paired_comparison({f.stem: read_jsonl(f) for f in mine.glob("*.jsonl")},
+                              {f.stem: read_jsonl(f) for f in theirs.glob("*.jsonl")}, scope)
+        d = separation_difference(c)
         if d:
-            out[arm] = d
+            out[arm] = {**d, "strict": separation_difference(c, strict=True)}
     return out
 
 
@@ -228,9 +239,11 @@ def summarize(run: Path, meta: dict) -> dict:
         arms[name] = {k: a.get(k) for k in ("harmful_asr", "harmful_asr_n", "harmful_asr_ci", "jailbreak_asr",
                                               "jailbreak_asr_n", "over_refusal_rate", "over_refusal_rate_n",
                                               "over_refusal_rate_ci", "general_accuracy", "no_answer_rate",
-                                              "unfinished_rate", "reflection_rate")}
+                                              "unfinished_rate", "reflection_rate", "safe_unanswered_rate")}
         arms[name]["separation"] = separation(a)
+        arms[name]["strict_separation"] = separation(a, strict=True)
     diffs = {k: separation_difference(v) for k, v in report.get("comparisons", {}).items()}
+    strict = {k: separation_difference(v, strict=True) for k, v in report.get("comparisons", {}).items()}
     versus, exp = {}, EXPERIMENTS.get(meta.get("experiment"))
     other = run.parent / f"{exp.versus}-s{meta['seed']}" if exp and exp.versus else None
     if other is not None and (other / "report.json").exists():
@@ -239,21 +252,23 @@ def summarize(run: Path, meta: dict) -> dict:
                                              (report.get("judge") or {}).get("scope"))}
     train = run.parent / f"{run.name}-train"
     trained = train_vs_heldout(train, arms) if (train / "report.json").exists() else {}
-    return {**meta, "arms": arms, "separation_differences": diffs, "versus": versus, "train_prompts": trained,
+    return {**meta, "arms": arms, "separation_differences": diffs, "strict_separation_differences": strict,
+            "versus": versus, "train_prompts": trained,
             "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy")}
 
 
 def write_table(out: Path, rows: list[dict]) -> None:
     (out / "study.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     lines = ["| experiment | seed | arm | harmful ASR | jailbreak ASR | over-refusal | separation [95% CI] | "
-             "no answer | general acc | wall min |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "safe not answered | strict separation [95% CI] | no answer | general acc | wall min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    span = lambda x: f"{x['value']:+.2f} [{x['ci'][0]:+.2f}, {x['ci'][1]:+.2f}]" if x else "–"  # noqa: E731
     for r in rows:
         for arm, a in r["arms"].items():
-            sep = a["separation"]
-            sep_s = f"{sep['value']:+.2f} [{sep['ci'][0]:+.2f}, {sep['ci'][1]:+.2f}]" if sep else "–"
-            f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
             lines.append(f"| {r['experiment']} | {r['seed']} | {arm} | {f(a['harmful_asr'])} | {f(a['jailbreak_asr'])} | "
-                         f"{f(a['over_refusal_rate'])} | {sep_s} | {f(a['no_answer_rate'])} | "
+                         f"{f(a['over_refusal_rate'])} | {span(a['separation'])} | {f(a.get('safe_unanswered_rate'))} | "
+                         f"{span(a.get('strict_separation'))} | {f(a['no_answer_rate'])} | "
                          f"{f(a['general_accuracy'])} | {r['seconds'] / 60:.1f} |")
     trained = [r for r in rows if r.get("train_prompts")]
     if trained:
@@ -265,10 +280,13 @@ def write_table(out: Path, rows: list[dict]) -> None:
                 held = "–" if t["heldout_separation"] is None else f"{t['heldout_separation']:+.2f}"
                 lines.append(f"| {r['experiment']} | {r['seed']} | {arm} | {t['harmful_asr']:.2f} | "
                              f"{t['over_refusal_rate']:.2f} | {t['separation']:+.2f} | {held} |")
-    lines += ["", "Paired separation differences (same prompts; interval excludes 0 marked *):", ""]
+    lines += ["", "Paired separation differences (same prompts; interval excludes 0 marked *; strict: safe prompts "
+              "left with no answer count as failures):", ""]
     for r in rows:
         parts = [format_difference(k, d) for k, d in r["separation_differences"].items() if d]
+        strict = [format_difference(k, d) for k, d in (r.get("strict_separation_differences") or {}).items() if d]
         lines.append(f"- {r['experiment']} seed {r['seed']}: " + ("; ".join(parts) or "–")
+                     + (f"; strict: " + "; ".join(strict) if strict else "")
                      + f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}")
     versus = [r for r in rows if (r.get("versus") or {}).get("arms")]
     if versus:
@@ -276,7 +294,8 @@ def write_table(out: Path, rows: list[dict]) -> None:
                   "paired separation difference, * excludes 0):", ""]
     for r in versus:
         v = r["versus"]
-        parts = [format_difference(arm, d) for arm, d in v["arms"].items()]
+        parts = [format_difference(arm, d) + (f" (strict {format_difference('', d['strict']).strip()})"
+                                               if d.get("strict") else "") for arm, d in v["arms"].items()]
         lines.append(f"- {r['experiment']} − {v['experiment']}, seed {r['seed']}: " + "; ".join(parts))
     (out / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(out / "separation.png", rows)
@@ -290,22 +309,26 @@ def plot(path: Path, rows: list[dict]) -> None:
 
     arms = list(dict.fromkeys(a for r in rows for a in r["arms"]))
     labels = [f"{r['experiment']}\nseed {r['seed']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows)), 3.8))
+    panels = [("separation", "separation\n1 − harmful ASR − over-refusal"),
+              ("strict_separation", "strict separation\n(safe prompts with no answer fail)")]
+    fig, axes = plt.subplots(2, 1, figsize=(max(5, 1.6 * len(rows)), 6.4), sharex=True, sharey=True)
     width = 0.8 / max(1, len(arms))
-    for j, arm in enumerate(arms):
-        xs, ys, lo, hi = [], [], [], []
-        for i, r in enumerate(rows):
-            sep = (r["arms"].get(arm) or {}).get("separation")
-            if sep:
-                xs.append(i + (j - (len(arms) - 1) / 2) * width)
-                ys.append(sep["value"])
-                lo.append(sep["value"] - sep["ci"][0])
-                hi.append(sep["ci"][1] - sep["value"])
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=arm)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel("separation (1 − harmful ASR − over-refusal)")
-    ax.legend(fontsize=8, ncol=len(arms))
+    for ax, (key, ylabel) in zip(axes, panels):
+        for j, arm in enumerate(arms):
+            xs, ys, lo, hi = [], [], [], []
+            for i, r in enumerate(rows):
+                sep = (r["arms"].get(arm) or {}).get(key)
+                if sep:
+                    xs.append(i + (j - (len(arms) - 1) / 2) * width)
+                    ys.append(sep["value"])
+                    lo.append(sep["value"] - sep["ci"][0])
+                    hi.append(sep["ci"][1] - sep["value"])
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=arm, color=f"C{j}")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel(ylabel, fontsize=9)
+    axes[0].legend(fontsize=8, ncol=len(arms))
+    axes[-1].set_xticks(range(len(rows)), labels, fontsize=8)
+    axes[0].set_title("95% intervals; each arm on the same held-out prompts within a seed", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -190,3 +190,28 @@ def test_generation_stops_on_the_models_eos_ids(random_tiny):
         assert generate(model, tok, texts[:1], 24, batch_size=1)[0].tokens == pos + 1
     finally:
         gc.eos_token_id = before
+
+
+def test_reasoning_budget_closes_reasoning_left_open_and_nothing_else(saro):
+    """Budget forcing (eval.reasoning_budget): a reply whose reasoning is still open after N new tokens gets
+    the close tag written for it and decodes on; its first N tokens are the ones it wrote unforced. A reply
+    that never opened reasoning is the same as without a budget. The random-init model never closes a tag,
+    so every opened row is forced."""
+    from saro_lite.modeling.generate import Budget
+
+    model, tok, texts = saro
+    budget = Budget(6, "<think>", "</think>", "\n</think>\n\n")
+    forced_ids = tok(budget.forced, add_special_tokens=False)["input_ids"]
+    opened = [t + "<think>\n" for t in texts]
+    free = generate(model, tok, opened, 20, batch_size=3)
+    forced = generate(model, tok, opened, 20, batch_size=3, budget=budget)
+    assert not any(g.forced for g in free) and all("</think>" not in g.text for g in free)
+    for f, g in zip(free, forced):
+        assert g.forced and "</think>" in g.text and g.tokens > 6 + len(forced_ids) - 1
+        free_ids = tok(f.text, add_special_tokens=False)["input_ids"]
+        head = tok(g.text.split("</think>")[0], add_special_tokens=False)["input_ids"]
+        assert head[:3] == free_ids[:3]  # the same start: the budget only acts at token 6
+    plain = generate(model, tok, texts, 20, batch_size=3)
+    assert generate(model, tok, texts, 20, batch_size=3, budget=budget) == plain  # nothing opened, nothing forced
+    with pytest.raises(ValueError, match="kit's decode loop"):
+        generate(model, tok, opened[:1], 8, loop="transformers", budget=budget)

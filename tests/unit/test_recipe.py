@@ -95,6 +95,11 @@ def test_cross_field_checks():
         from_dict({"data": {"source": "file"}})
     with pytest.raises(UserError, match="pairs.use_op"):
         from_dict({"pairs": {"use_op": False, "use_pp": False}})
+    with pytest.raises(UserError, match=r"eval\.reasoning_budget \(192\) must be below eval\.max_new_tokens"):
+        from_dict({"eval": {"reasoning_budget": 192, "max_new_tokens": 192}})
+    with pytest.raises(UserError, match=r"eval\.reasoning_budget needs the kit's own decode loop"):
+        from_dict({"eval": {"reasoning_budget": 64}, "model": {"generation_loop": "transformers"}})
+    assert from_dict({"eval": {"reasoning_budget": 64, "max_new_tokens": 192}}).eval.reasoning_budget == 64
 
 
 @pytest.mark.parametrize("mistake,problem", [
