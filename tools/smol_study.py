@@ -58,6 +58,7 @@ class Experiment:
     parent: str | None = None  # start from a copy of this experiment's finished run (same seed)
     needs_star1: bool = False
     versus: str | None = None  # the experiment it is compared with, arm by arm on the same prompts
+    stages: str | None = None  # only these stages (an eval-only experiment on a copy of its parent)
 
     def __post_init__(self):
         self.versus = self.versus or self.parent
@@ -79,7 +80,7 @@ EXPERIMENTS = {e.name: e for e in [
     # Eval only, on a copy of the shipped run: the same rw and saro made to answer (the close tag written for
     # them after 128 reasoning tokens), so a loop becomes the answer the arm would give.
     Experiment("budget", "the shipped run's rw and saro made to answer: eval.reasoning_budget 128 of 192 tokens",
-               [BUDGET_ARMS, "eval.reasoning_budget=128"], parent="shipped"),
+               [BUDGET_ARMS, "eval.reasoning_budget=128"], parent="shipped", stages="eval,report"),
 ]}
 
 
@@ -108,7 +109,7 @@ def command(args, exp: Experiment, seed: int, run: Path) -> list[str]:
     cmd = [sys.executable, str(REPO / "run_all.py"), "--recipe", args.recipe]
     for item in items:
         cmd += ["--set", item]
-    return cmd
+    return cmd + (["--stages", exp.stages] if exp.stages else [])
 
 
 def run_one(args, exp: Experiment, seed: int, out: Path) -> dict:
