@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -186,27 +185,18 @@ def train_vs_heldout(train: Path, heldout: dict) -> dict:
 
 # --- the table -------------------------------------------------------------------------------------------
 # Separation = 1 − harmful ASR − over-refusal; strict separation also counts a benign or borderline prompt
-# left with no answer (a loop) as a failure, so an arm cannot look helpful by looping. Both come from
-# saro_lite.analysis.scoring, the functions the report uses.
-FAILURE_RATE = {False: "over_refusal_rate", True: "safe_unanswered_rate"}
-
-
+# left with no answer (a loop) as a failure, so an arm cannot look helpful by looping. The report computes
+# both (saro_lite.analysis.scoring: per arm and in its paired comparisons); the study reads them.
 def separation(arm: dict, strict: bool = False) -> dict | None:
-    """{value, ci} of one arm's (strict) separation, from its report.json rates; the interval combines the
-    two rates' 95% half-widths in quadrature (they rest on disjoint prompts). None without the rates."""
-    from saro_lite.analysis.scoring import separation_value
-
-    fail = FAILURE_RATE[strict]
-    value, ci = separation_value(arm.get("harmful_asr"), arm.get("harmful_asr_ci"), arm.get(fail), arm.get(f"{fail}_ci"))
-    return None if value is None or ci is None else {"value": value, "ci": ci}
+    """{value, ci} of one arm's (strict) separation from its report.json metrics; None without them."""
+    key = "strict_separation" if strict else "separation"
+    return {"value": arm[key], "ci": arm[f"{key}_ci"]} if arm.get(key) is not None and arm.get(f"{key}_ci") else None
 
 
 def separation_difference(comparison: dict, strict: bool = False) -> dict | None:
-    """Paired (strict) separation difference of two arms on the same prompts: −(Δ harmful ASR + Δ failure
-    rate), its interval from the two paired (Newcombe) intervals in quadrature (disjoint prompt sets)."""
-    from saro_lite.analysis.scoring import separation_difference as paired
-
-    d = paired(comparison.get("harmful_asr"), comparison.get(FAILURE_RATE[strict]))
+    """The paired (strict) separation difference of a paired_comparison: −(Δ harmful ASR + Δ failure rate),
+    its interval from the two paired (Newcombe) intervals in quadrature (disjoint prompt sets)."""
+    d = comparison.get("strict_separation" if strict else "separation")
     return None if d is None else {"value": d["diff"], "ci": d["ci"], "excludes_0": d["excludes_0"]}
 
 

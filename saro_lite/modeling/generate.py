@@ -98,31 +98,24 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             idx = order[start:start + batch_size]
             enc = encode_prompts(tokenizer, [prompts[i] for i in idx]).to(device)
             with torch.no_grad():
+                forced: set[int] = set()  # batch rows the budget closed (filled by the kit loop)
                 if budget is None:
                     new = decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops)
                 else:
                     opened = [prompts[i].rstrip().endswith(budget.open_tag) for i in idx]
-                    new = decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops,
-                                 budget=(budget, opened))
-            for i, ids in zip(idx, new):
+                    new = _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops,
+                                      budget=(budget, opened, forced))
+            for row, (i, ids) in enumerate(zip(idx, new)):
                 end = next((j for j, t in enumerate(ids) if t in stops), None)
                 finished = end is not None
                 ids = ids[:end + 1] if finished else ids
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                forced = budget is not None and _was_forced(ids, tokenizer, budget)
-                results[i] = Generation(text, len(ids), finished, forced)
+                results[i] = Generation(tokenizer.decode(ids, skip_special_tokens=True), len(ids), finished,
+                                        row in forced)
             if progress is not None:
                 progress.advance(task, len(idx))
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
-
-
-def _was_forced(ids: list[int], tokenizer, budget: Budget) -> bool:
-    """The row's first budget.tokens tokens left its reasoning open and the forced text follows them."""
-    forced = tokenizer(budget.forced, add_special_tokens=False)["input_ids"]
-    return ids[budget.tokens:budget.tokens + len(forced)] == forced and \
-        budget.close_tag not in tokenizer.decode(ids[:budget.tokens], skip_special_tokens=True)
 
 
 def _transformers_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops) -> list[list[int]]:
@@ -174,13 +167,15 @@ def _warpers(model, do_sample: bool, temperature: float):
 
 
 def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, stops,
-                budget: tuple[Budget, list[bool]] | None = None) -> list[list[int]]:
+                budget: tuple[Budget, list[bool], set[int]] | None = None) -> list[list[int]]:
+    """budget: (Budget, per batch row whether its prompt opened the reasoning, a set this loop fills with the
+    batch rows it closed)."""
     import torch
     from transformers import DynamicCache
 
     forced: dict[int, list[int]] = {}  # batch row -> tokens still to be written for it (budget forcing)
     if budget is not None:
-        spec, opened = budget
+        spec, opened, closed = budget
         forced_ids = tokenizer(spec.forced, add_special_tokens=False)["input_ids"]
 
     ids, attn = enc["input_ids"], enc["attention_mask"]
@@ -218,6 +213,7 @@ def _kit_decode(model, tokenizer, enc, max_new_tokens, do_sample, temperature, s
                 text = tokenizer.decode(new[live[j]], skip_special_tokens=True)
                 if (opened[live[j]] or spec.open_tag in text) and spec.close_tag not in text:
                     forced[live[j]] = list(forced_ids)
+                    closed.add(live[j])
         if step == max_new_tokens - 1 or not going:
             break
         if len(going) < len(tokens):  # drop the finished rows everywhere, the KV cache included
