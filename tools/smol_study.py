@@ -70,8 +70,12 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("star1", "faithful, RW on STAR-1 (1,000 real harmful traces) + the starter's safe traces",
                [ARMS, *FAITHFUL, "data.source=star1", "data.limit=null",
                 "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="faithful"),
-    Experiment("self", "faithful, on-policy pairs (pairs.source self: Shortest Rejection Sampling)",
-               [ARMS, *FAITHFUL, "pairs.source=self"], versus="faithful"),
+    # On-policy pairs from the shipped RW (its adapter reused; only pairs, SRPO and saro's eval run again), so
+    # the comparison with the shipped saro isolates where the pairs come from. 48 rows per sampling batch and
+    # 256 new tokens: the shipped RW traces are under 320 tokens with their prompts.
+    Experiment("self", "the shipped RW's own samples as pairs (pairs.source self: Shortest Rejection Sampling, k 4)",
+               ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"],
+               parent="shipped", stages="pairs,srpo,eval,report"),
     Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
                parent="faithful"),
     Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
