@@ -46,9 +46,12 @@ def direct_sft_dataset(renderer, rows: list[dict]):
 
 
 def direct_dpo_rows(renderer, op: list[dict]) -> list[dict]:
+    """Answer against answer; a pair whose rejected side never answered (pairs.unanswered_as_rejected) has
+    nothing to prefer against here and is left out."""
     return [pair_row(renderer, x["id"], "op", x, renderer.prompt(x["prompt"]),
                      x["chosen"]["answer"].strip() + renderer.end_of_turn,
-                     x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op]
+                     x["rejected"]["answer"].strip() + renderer.end_of_turn) for x in op
+            if x.get("rejected_from") != "unanswered"]
 
 
 # A fresh adapter needs ~3.5x SRPO's rate to move as far as SRPO moves the trained RW adapter (train

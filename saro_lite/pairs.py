@@ -160,13 +160,15 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
                                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size,
                                             temperature=p.temperature, seed=r.seed, reflection_cue=p.reflection_cue,
                                             use_op=p.use_op, use_pp=p.use_pp, progress=progress,
-                                            task=task, loop=r.model.generation_loop)
+                                            task=task, loop=r.model.generation_loop,
+                                            unanswered_as_rejected=p.unanswered_as_rejected)
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
     ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample; "
                       f"Shortest Rejection Sampling saves {_num(srs.get('tokens_saved'), '.1f')} tokens per selected "
                       f"sample vs the mean accepted ({_num(srs.get('saved_share'), '.0%')}); {len(op)} OP-COT, "
-                      f"{len(pp)} PP-COT pairs")
+                      f"{len(pp)} PP-COT pairs" + (f" ({report['op'].get('rejected_unanswered', 0)} OP-COT rejected "
+                                                   f"sides are unanswered samples)" if p.unanswered_as_rejected else ""))
     return op, pp
 
 

@@ -231,6 +231,10 @@ class Pairs:
     max_new_tokens: int = _f(512, min=8)
     batch_size: int = _f(8, min=1)
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
+    # Self path, OP-COT: a prompt with a passing sample but no usable failure takes, as its rejected side,
+    # the longest sample that never answered (reasoning still open at pairs.max_new_tokens: a <think> loop),
+    # as the model wrote it. SRPO then prefers closing the reasoning and answering over looping.
+    unanswered_as_rejected: bool = False
     # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
     # PP-COT: the prefix keeps its last steps, a continuation at least its first step, the reflection, and its
     # last), so SRPO prefers between traces in the style RW taught.
@@ -491,6 +495,9 @@ def _cross_checks(r: Recipe, where: str) -> None:
         raise UserError(f"{where}: teacher.model: required when a stage uses the teacher")
     if r.pairs.source == "file" and not (r.pairs.op_path or r.pairs.pp_path):
         raise UserError(f"{where}: pairs.op_path: required (or pairs.pp_path) when pairs.source is 'file'")
+    if r.pairs.unanswered_as_rejected and (r.pairs.source != "self" or not r.pairs.use_op):
+        raise UserError(f"{where}: pairs.unanswered_as_rejected: the self path's OP-COT pairs only (set pairs.source: "
+                        f"self and keep pairs.use_op true)")
     if not r.pairs.use_op and not r.pairs.use_pp:
         raise UserError(f"{where}: pairs: at least one of pairs.use_op / pairs.use_pp must be true")
     _check_names(r.eval.arms, ARMS, "eval.arms", "arm", where, "add any other model with eval.extra_arms")

@@ -76,6 +76,12 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("self", "the shipped RW's own samples as pairs (pairs.source self: Shortest Rejection Sampling, k 4)",
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"],
                parent="shipped", stages="pairs,srpo,eval,report"),
+    # The same samples (same seeds), and where a prompt has a pass but no usable failure, its longest unanswered
+    # sample (a loop cut at the token limit) as rejected: training against the loops the study found.
+    Experiment("self_unanswered", "self, plus the RW's own unanswered samples (loops) as OP-COT rejected sides",
+               ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
+                "pairs.unanswered_as_rejected=true"], parent="shipped", stages="pairs,srpo,eval,report",
+               versus="self"),
     Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
                parent="faithful"),
     Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],

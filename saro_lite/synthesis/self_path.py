@@ -31,6 +31,9 @@ Definitions (each one is a choice of the kit; the paper's code was not available
 - OP-COT: chosen = the shortest passing sample, rejected = the longest usable failure. A prompt without
   a usable failure is skipped; a much longer *passing* sample is deliberately NOT used as rejected (DPO
   would then teach "safe but long is bad", pushing against the safety signal the pairs exist for).
+  With `unanswered_as_rejected`, such a prompt takes instead the longest *unanswered* sample (cut at the
+  token limit with its reasoning still open: a loop), kept as the raw text the model wrote (`rejected.text`;
+  no close tag, answer or end-of-turn is invented for it; TRL appends its EOS to every side).
 - PP-COT: a failing trace with >= 2 steps is cut at k (1 <= k < len(steps), seeded per prompt), the
   prefix is steps[:k]; from renderer.pp_prompt(prompt, prefix) the model continues twice: (a) after a
   reflection cue written as the start of step k+1 -> chosen, (b) with no cue -> rejected. The pair is
@@ -85,6 +88,11 @@ class Sample:
     def usable(self) -> bool:
         """Finished with a closed answer: can be rendered as a whole response without inventing text."""
         return bool(self.finished and self.closed)
+
+    @property
+    def unanswered(self) -> bool:
+        """Cut at the token limit with no answer (its reasoning still open): a loop or an unending trace."""
+        return not self.finished and not self.closed
 
     @property
     def failure(self) -> bool:
@@ -201,10 +209,13 @@ def self_rit_d(prompts: list[dict], selected: dict) -> list[dict]:
     return rows
 
 
-def self_op_cot(prompts: list[dict], samples_by_prompt: dict, stats: dict | None = None) -> list[dict]:
+def self_op_cot(prompts: list[dict], samples_by_prompt: dict, stats: dict | None = None,
+                unanswered_as_rejected: bool = False) -> list[dict]:
     """OP-COT: chosen = shortest passing sample, rejected = longest usable failure (ties: earliest).
-    Prompts with no pass or no usable failure are skipped (never a longer passing sample as rejected)."""
-    rows, no_pass, no_fail = [], 0, 0
+    Prompts with no pass or no usable failure are skipped (never a longer passing sample as rejected),
+    unless `unanswered_as_rejected` and the prompt has an unanswered sample: the longest one is rejected,
+    as its raw text (module doc)."""
+    rows, no_pass, no_fail, unanswered = [], 0, 0, 0
     for p in prompts:
         ss = samples_by_prompt.get(p["id"], [])
         chosen = shortest_passing(ss)
@@ -212,17 +223,24 @@ def self_op_cot(prompts: list[dict], samples_by_prompt: dict, stats: dict | None
         if chosen is None:
             no_pass += 1
             continue
-        if not fails:
+        extra = {}
+        if fails:
+            rejected = max(fails, key=lambda s: s.tokens)  # max keeps the earliest on ties
+            side = {"reasoning": list(rejected.steps), "answer": rejected.answer}
+        elif unanswered_as_rejected and any(s.unanswered for s in ss):
+            rejected = max((s for s in ss if s.unanswered), key=lambda s: s.tokens)
+            side = {"reasoning": list(rejected.steps), "answer": "", "text": rejected.text}
+            extra = {"rejected_from": "unanswered"}
+            unanswered += 1
+        else:
             no_fail += 1
             continue
-        rejected = max(fails, key=lambda s: s.tokens)  # max keeps the earliest on ties
         rows.append({**prompt_record(p),
-                     "chosen": {"reasoning": list(chosen.steps), "answer": chosen.answer},
-                     "rejected": {"reasoning": list(rejected.steps), "answer": rejected.answer},
-                     "chosen_tokens": chosen.tokens, "rejected_tokens": rejected.tokens, "origin": ORIGIN})
+                     "chosen": {"reasoning": list(chosen.steps), "answer": chosen.answer}, "rejected": side,
+                     "chosen_tokens": chosen.tokens, "rejected_tokens": rejected.tokens, "origin": ORIGIN, **extra})
     if stats is not None:
         stats.update({"prompts": len(prompts), "pairs": len(rows), "skipped_no_pass": no_pass,
-                      "skipped_no_failure": no_fail})
+                      "skipped_no_failure": no_fail, "rejected_unanswered": unanswered})
     return rows
 
 
@@ -342,8 +360,8 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
                    batch_size: int = 8, temperature: float = 0.7, seed: int = 0,
                    reflection_cue: str = DEFAULT_REFLECTION_CUE, use_op: bool = True, use_pp: bool = True,
                    pp_tries: int = 1, samples_by_prompt: dict | None = None, min_steps: int = 1,
-                   progress=None, task=None,
-                   loop: str = "kit") -> tuple[list[dict], list[dict], dict]:
+                   progress=None, task=None, loop: str = "kit",
+                   unanswered_as_rejected: bool = False) -> tuple[list[dict], list[dict], dict]:
     """Sample k per prompt (unless `samples_by_prompt` is given, e.g. read back from a run folder), then
     OP-COT and PP-COT. Returns (op, pp, report); report = {settings, srs, op, pp} (counts only, no text)."""
     if samples_by_prompt is None:
@@ -352,11 +370,12 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
     _, srs = shortest_rejection_sampling(samples_by_prompt)
     op_stats: dict = {}
     pp_stats: dict = {}
-    op = self_op_cot(prompts, samples_by_prompt, op_stats) if use_op else []
+    op = self_op_cot(prompts, samples_by_prompt, op_stats, unanswered_as_rejected) if use_op else []
     pp = (self_pp_cot(model, tokenizer, renderer, prompts, samples_by_prompt, reflection_cue, max_new_tokens,
                       batch_size, temperature, seed, pp_tries, min_steps=min_steps,
                       stats=pp_stats, progress=progress, task=task, loop=loop) if use_pp else [])
     report = {"settings": {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
-                           "reflection_cue": reflection_cue, "min_steps": min_steps},
+                           "reflection_cue": reflection_cue, "min_steps": min_steps,
+                           "unanswered_as_rejected": unanswered_as_rejected},
               "srs": srs, "op": op_stats, "pp": pp_stats}
     return op, pp, report

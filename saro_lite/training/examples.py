@@ -9,9 +9,13 @@ def render_pairs(renderer, op: list[dict], pp: list[dict]) -> list[dict]:
     """The exact strings SRPO trains on and tracking scores, the prompt ending on a token boundary."""
     rows = []
     for x in op:
+        rejected = x["rejected"]
+        # an unanswered sample (self path, pairs.unanswered_as_rejected) is the text the model wrote:
+        # rendering it would invent a close tag, an answer and an end-of-turn it never reached
         rows.append(pair_row(renderer, f"op:{x['id']}", "op", x, renderer.prompt(x["prompt"]),
                              renderer.response(x["chosen"]["reasoning"], x["chosen"]["answer"]),
-                             renderer.response(x["rejected"]["reasoning"], x["rejected"]["answer"])))
+                             rejected["text"] if rejected.get("text") is not None
+                             else renderer.response(rejected["reasoning"], rejected["answer"])))
     for x in pp:
         rows.append(pair_row(renderer, f"pp:{x['id']}", "pp", x, renderer.pp_prompt(x["prompt"], x["prefix"]),
                              renderer.pp_continuation(x["chosen"]["steps"], x["chosen"]["answer"]),

@@ -100,6 +100,9 @@ def test_cross_field_checks():
     with pytest.raises(UserError, match=r"eval\.reasoning_budget needs the kit's own decode loop"):
         from_dict({"eval": {"reasoning_budget": 64}, "model": {"generation_loop": "transformers"}})
     assert from_dict({"eval": {"reasoning_budget": 64, "max_new_tokens": 192}}).eval.reasoning_budget == 64
+    with pytest.raises(UserError, match=r"pairs\.unanswered_as_rejected: the self path's OP-COT pairs only"):
+        from_dict({"pairs": {"unanswered_as_rejected": True}})  # the starter's pairs have no samples
+    assert from_dict({"pairs": {"source": "self", "unanswered_as_rejected": True}}).pairs.unanswered_as_rejected
 
 
 @pytest.mark.parametrize("mistake,problem", [

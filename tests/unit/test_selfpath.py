@@ -148,8 +148,39 @@ def test_op_pairs_only_from_pass_versus_fail():
     assert r["chosen_tokens"] == 12 and r["rejected_tokens"] == 60  # shortest pass vs longest usable failure
     assert r["chosen"]["answer"] == REFUSAL and r["rejected"]["answer"] == COMPLY_SHAPE
     assert r["origin"] == "self"
-    assert stats == {"prompts": 4, "pairs": 1, "skipped_no_pass": 1, "skipped_no_failure": 2}
+    assert stats == {"prompts": 4, "pairs": 1, "skipped_no_pass": 1, "skipped_no_failure": 2,
+                     "rejected_unanswered": 0}
     _check(rows, "op", shape="op")
+
+
+def test_unanswered_samples_become_rejected_sides_only_when_asked_and_as_written(tokenizer):
+    """pairs.unanswered_as_rejected: a prompt with a pass but no usable failure takes its longest unanswered
+    sample (a <think> loop cut at the token limit) as rejected, rendered as the raw text: no close tag, no
+    answer, no end-of-turn invented. A usable failure still wins; an unfinished sample that did close its
+    reasoning is not unanswered."""
+    from saro_lite.training.examples import render_pairs
+
+    loop = "<think>\n<think>\n<think>\n<think>"
+    unanswered = Sample(text=loop, steps=[], answer="", tokens=64, finished=False, label="no_answer",
+                        refused=False, passed=False, index=1)
+    short_loop = Sample(text="<think>\n<think>", steps=[], answer="", tokens=8, finished=False, label="no_answer",
+                        refused=False, passed=False, index=2)
+    prompts = [P("loops", "benign"), P("fails_too"), P("cut_after_answering")]
+    samples = {"loops": [S(12, True, 0, answer="Here is the answer."), unanswered, short_loop],
+               "fails_too": [S(10, True), S(40, False, 1), unanswered],
+               "cut_after_answering": [S(10, True), S(32, False, 1, finished=False)]}
+    assert [r["id"] for r in self_op_cot(prompts, samples)] == ["fails_too"]
+    stats: dict = {}
+    rows = self_op_cot(prompts, samples, stats, unanswered_as_rejected=True)
+    assert [r["id"] for r in rows] == ["loops", "fails_too"]
+    assert rows[0]["rejected"] == {"reasoning": [], "answer": "", "text": loop} and rows[0]["rejected_tokens"] == 64
+    assert rows[0]["rejected_from"] == "unanswered" and "rejected_from" not in rows[1]
+    assert rows[1]["rejected"]["answer"] == COMPLY_SHAPE  # a usable failure still wins
+    assert stats["rejected_unanswered"] == 1 and stats["skipped_no_failure"] == 1
+
+    rendered = render_pairs(Renderer(tokenizer=tokenizer, end_of_turn=tokenizer.eos_token), rows, [])
+    assert rendered[0]["rejected"].endswith(loop) and "</think>" not in rendered[0]["rejected"]
+    assert tokenizer.eos_token not in rendered[0]["rejected"] and rendered[0]["chosen"].endswith(tokenizer.eos_token)
 
 
 # --------------------------------------------------------------------------------------------
