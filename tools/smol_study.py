@@ -73,6 +73,12 @@ EXPERIMENTS = {e.name: e for e in [
     # On-policy pairs from the shipped RW (its adapter reused; only pairs, SRPO and saro's eval run again), so
     # the comparison with the shipped saro isolates where the pairs come from. 48 rows per sampling batch and
     # 256 new tokens: the shipped RW traces are under 320 tokens with their prompts.
+    # Real RW data at the shipped recipe's size and settings: 110 STAR-1 harmful traces (a strong reasoning model's,
+    # policy-citing) in place of the starter's 110 harmful + jailbreak ones, the starter's 110 safe ones kept;
+    # base and safety_sft do not depend on the RW data and are the shipped run's.
+    Experiment("star1_shipped", "shipped settings, RW on 110 STAR-1 harmful traces + the starter's 110 safe ones",
+               ["eval.arms=[rw, saro]", "data.source=star1", "data.limit=110",
+                "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="shipped"),
     Experiment("self", "the shipped RW's own samples as pairs (pairs.source self: Shortest Rejection Sampling, k 4)",
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"],
                parent="shipped", stages="pairs,srpo,eval,report"),
