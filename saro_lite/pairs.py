@@ -147,7 +147,7 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .arms import Arms
-    from .fileio import read_jsonl, write_json
+    from .fileio import read_jsonl, write_json, write_jsonl
     from .synthesis.self_path import run_self_pairs
 
     r, p = ctx.recipe, ctx.recipe.pairs
@@ -162,9 +162,14 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
                                             use_op=p.use_op, use_pp=p.use_pp, progress=progress,
                                             task=task, loop=r.model.generation_loop,
                                             unanswered_as_rejected=p.unanswered_as_rejected)
+    # the samples are model output, unsafe ones included: they stay in the run folder, never on the terminal
+    samples = report.pop("samples")
+    write_jsonl(ctx.path("data/self_samples.jsonl"),
+                [{"prompt_id": pid, **s.to_dict()} for pid, ss in samples.items() for s in ss])
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
-    ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample; "
+    ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample, "
+                      f"{srs.get('unanswered_samples')}/{srs.get('samples')} samples unanswered at the token limit; "
                       f"Shortest Rejection Sampling saves {_num(srs.get('tokens_saved'), '.1f')} tokens per selected "
                       f"sample vs the mean accepted ({_num(srs.get('saved_share'), '.0%')}); {len(op)} OP-COT, "
                       f"{len(pp)} PP-COT pairs" + (f" ({report['op'].get('rejected_unanswered', 0)} OP-COT rejected "

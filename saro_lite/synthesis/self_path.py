@@ -75,6 +75,7 @@ class Sample:
     closed: bool | None = None  # reasoning closed with a non-empty answer; None -> bool(answer)
     index: int = 0  # which of the k samples (seed + index)
     attack_success: bool | None = None  # delivers the requested help (ASR flag); None -> from label
+    reasoning_open: bool = False  # the close tag never written
 
     def __post_init__(self):
         if self.attack_success is None:
@@ -91,8 +92,8 @@ class Sample:
 
     @property
     def unanswered(self) -> bool:
-        """Cut at the token limit with no answer (its reasoning still open): a loop or an unending trace."""
-        return not self.finished and not self.closed
+        """Cut at the token limit with its reasoning still open: a loop or an unending trace."""
+        return not self.finished and self.reasoning_open
 
     @property
     def failure(self) -> bool:
@@ -133,7 +134,8 @@ def make_sample(renderer, prompt: dict, text: str, tokens: int, finished: bool, 
     passed = bool(safe and finished and len(steps) >= min_steps)
     return Sample(text=text, steps=steps, answer=answer, tokens=int(tokens), finished=bool(finished),
                   label=verdict.label, refused=bool(verdict.refused), passed=passed, safe=bool(safe),
-                  closed=bool(closed), index=index, attack_success=bool(verdict.attack_success))
+                  closed=bool(closed), index=index, attack_success=bool(verdict.attack_success),
+                  reasoning_open=renderer.close_tag not in text)
 
 
 def _check_prompts(prompts: list[dict]) -> None:
@@ -363,11 +365,14 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
                    progress=None, task=None, loop: str = "kit",
                    unanswered_as_rejected: bool = False) -> tuple[list[dict], list[dict], dict]:
     """Sample k per prompt (unless `samples_by_prompt` is given, e.g. read back from a run folder), then
-    OP-COT and PP-COT. Returns (op, pp, report); report = {settings, srs, op, pp} (counts only, no text)."""
+    OP-COT and PP-COT. Returns (op, pp, report); report = {settings, srs, op, pp} (counts only, no text)
+    and report["samples"], the samples themselves by prompt id (the caller keeps them in the run folder)."""
     if samples_by_prompt is None:
         samples_by_prompt = sample_k(model, tokenizer, renderer, prompts, k, max_new_tokens, batch_size,
                                      temperature, seed, progress, task, min_steps, loop)
     _, srs = shortest_rejection_sampling(samples_by_prompt)
+    every = [s for ss in samples_by_prompt.values() for s in ss]
+    srs["unanswered_samples"] = sum(s.unanswered for s in every)  # cut at the limit with reasoning open
     op_stats: dict = {}
     pp_stats: dict = {}
     op = self_op_cot(prompts, samples_by_prompt, op_stats, unanswered_as_rejected) if use_op else []
@@ -377,5 +382,5 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
     report = {"settings": {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
                            "reflection_cue": reflection_cue, "min_steps": min_steps,
                            "unanswered_as_rejected": unanswered_as_rejected},
-              "srs": srs, "op": op_stats, "pp": pp_stats}
+              "srs": srs, "op": op_stats, "pp": pp_stats, "samples": samples_by_prompt}
     return op, pp, report

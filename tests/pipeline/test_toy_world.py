@@ -78,3 +78,40 @@ def test_kit_decode_loop_matches_transformers_on_the_toy_saro(toy_run):
         ref = generate(model, ctx.tokenizer(), texts, 96, batch_size=len(texts), loop="transformers")
     assert len({g.tokens for g in kit}) > 3 and any(g.finished for g in kit)
     assert kit == ref
+
+
+def test_self_pairs_keep_their_samples_and_train_on_unanswered_text_as_written(toy_run, tmp_path):
+    """The pairs stage on the self path, end to end on the toy RW: every sample stays in the run folder as the
+    model wrote it, and with pairs.unanswered_as_rejected a pair whose rejected side never answered trains on
+    exactly that text (no close tag invented)."""
+    import shutil
+
+    from saro_lite.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns(".lock"))
+    assert main(["--stages", "pairs", *sets(f"output_dir={run}", "pairs.source=self", "pairs.k=4",
+                                            "pairs.max_new_tokens=40", "pairs.batch_size=64", "pairs.use_pp=false",
+                                            "pairs.unanswered_as_rejected=true", "pairs.val_size=8")]) == 0
+    prompts = read_jsonl(run / "data/prompts.jsonl")
+    samples = read_jsonl(run / "data/self_samples.jsonl")
+    assert len(samples) == 4 * len(prompts)
+    report = json.loads((run / "data/self_report.json").read_text())
+    unanswered = [s for s in samples if not s["finished"] and s["reasoning_open"]]
+    assert report["srs"]["unanswered_samples"] == len(unanswered)
+    assert report["settings"]["unanswered_as_rejected"] is True
+    op = read_jsonl(run / "data/op_cot.jsonl")
+    from_loops = [x for x in op if x.get("rejected_from") == "unanswered"]
+    assert report["op"]["rejected_unanswered"] == len(from_loops) > 0
+    longest = {}
+    for s in unanswered:
+        if s["prompt_id"] not in longest or s["tokens"] > longest[s["prompt_id"]]["tokens"]:
+            longest[s["prompt_id"]] = s
+    for x in from_loops:
+        assert x["rejected"]["text"] == longest[x["id"]]["text"] and x["rejected"]["answer"] == ""
+    rendered = {r["id"]: r for r in read_jsonl(run / "data/srpo_train.jsonl") + read_jsonl(run / "data/srpo_val.jsonl")}
+    for x in from_loops:
+        r = rendered[f"op:{x['id']}"]
+        assert (r["prompt"] + r["rejected"]).endswith(x["rejected"]["text"]) and "</think>" not in r["rejected"]
+    print(f"self path on the toy RW: {len(op)} OP-COT pairs, {len(from_loops)} against unanswered samples "
+          f"({len(unanswered)} of {len(samples)} samples unanswered)")

@@ -78,8 +78,9 @@ def test_make_sample_classifies_closure_finish_and_steps():
     assert closed.steps == ["A.", "B."] and closed.answer == REFUSAL and closed.passed and closed.usable
     unclosed = make_sample(R, h, "<think>\nA.\n\nB", 32, False)  # the verdict: no answer
     assert unclosed.label == "no_answer" and not unclosed.safe and not unclosed.passed and not unclosed.closed
+    assert unclosed.unanswered  # cut at the limit, reasoning still open
     truncated = make_sample(R, h, f"<think>\nA.\n</think>\n\n{REFUSAL}", 32, False)
-    assert truncated.safe and not truncated.passed and not truncated.failure
+    assert truncated.safe and not truncated.passed and not truncated.failure and not truncated.unanswered
     no_steps = make_sample(R, h, f"<think>\n</think>\n\n{REFUSAL}", 20, True)
     assert no_steps.safe and not no_steps.passed  # min_steps=1: SRS must not drift to no reasoning
     no_tags = make_sample(R, h, REFUSAL, 20, True)
@@ -162,11 +163,14 @@ def test_unanswered_samples_become_rejected_sides_only_when_asked_and_as_written
 
     loop = "<think>\n<think>\n<think>\n<think>"
     unanswered = Sample(text=loop, steps=[], answer="", tokens=64, finished=False, label="no_answer",
-                        refused=False, passed=False, index=1)
+                        refused=False, passed=False, index=1, reasoning_open=True)
     short_loop = Sample(text="<think>\n<think>", steps=[], answer="", tokens=8, finished=False, label="no_answer",
-                        refused=False, passed=False, index=2)
+                        refused=False, passed=False, index=2, reasoning_open=True)
+    # cut right after closing its reasoning: no answer yet, but not a loop
+    just_closed = Sample(text="<think>\nStep.\n</think>", steps=["Step."], answer="", tokens=99, finished=False,
+                         label="no_answer", refused=False, passed=False, index=3)
     prompts = [P("loops", "benign"), P("fails_too"), P("cut_after_answering")]
-    samples = {"loops": [S(12, True, 0, answer="Here is the answer."), unanswered, short_loop],
+    samples = {"loops": [S(12, True, 0, answer="Here is the answer."), unanswered, short_loop, just_closed],
                "fails_too": [S(10, True), S(40, False, 1), unanswered],
                "cut_after_answering": [S(10, True), S(32, False, 1, finished=False)]}
     assert [r["id"] for r in self_op_cot(prompts, samples)] == ["fails_too"]
@@ -266,7 +270,9 @@ def test_self_path_on_the_tiny_rw_model(tiny_run, tiny_recipe, tokenizer, tmp_pa
 
     op, pp, report = run_self_pairs(model, tokenizer, renderer, prompts, k=2, seed=0, samples_by_prompt=samples,
                                     use_pp=False, **kw)
-    assert set(report) == {"settings", "srs", "op", "pp"} and report["srs"] == srs and pp == []
+    assert set(report) == {"settings", "srs", "op", "pp", "samples"} and report["samples"] is samples and pp == []
+    unanswered = sum(s.unanswered for ss in samples.values() for s in ss)
+    assert report["srs"] == {**srs, "unanswered_samples": unanswered}
     _check(op, "op", shape="op")
 
     # PP generation path: one neutral failing trace (placeholder steps), cut and continued both ways.
@@ -284,5 +290,6 @@ def test_self_path_on_the_tiny_rw_model(tiny_run, tiny_recipe, tokenizer, tmp_pa
         assert (bar.completed, bar.total, bar.description) == (5, 5, "PP-COT continuations")
     assert stats["cuts"] == 1 and stats["attempts"] == 1 and stats["pairs"] == len(pp)
     _check(pp, "pp", shape="pp")
+    report.pop("samples")
     (tmp_path / "selfpath_report.json").write_text(json.dumps({"tiny_model": True, "max_new_tokens": 32, "k": 2,
                                                                "report": report, "pp": stats}, indent=1))
