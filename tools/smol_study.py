@@ -220,22 +220,41 @@ def format_difference(label: str, d: dict) -> str:
     return f"{label} {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{'*' if d['excludes_0'] else ''}"
 
 
-def versus_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
-    """Each arm of this run minus the same arm of another run (another experiment, same seed: the same eval
-    prompts), as paired separation differences: what the experiment's change did to that arm."""
+def arm_difference(mine: Path, theirs: Path, scope: str | None) -> dict | None:
+    """One arm's eval folder minus another's on the same prompts: the paired (strict) separation difference."""
     from saro_lite.analysis.scoring import paired_comparison
     from saro_lite.fileio import read_jsonl
 
+    c = paired_comparison({f.stem: read_jsonl(f) for f in mine.glob("*.jsonl")},
+                          {f.stem: read_jsonl(f) for f in theirs.glob("*.jsonl")}, scope)
+    d = separation_difference(c)
+    return {**d, "strict": separation_difference(c, strict=True)} if d else None
+
+
+def versus_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
+    """Each arm of this run minus the same arm of another run (another experiment, same seed: the same eval
+    prompts), as paired separation differences: what the experiment's change did to that arm."""
     out = {}
     for arm in arms:
-        mine, theirs = run / "eval" / arm, other / "eval" / arm
-        if not theirs.is_dir():
-            continue
-        c = paired_comparison({f.stem: read_jsonl(f) for f in mine.glob("*.jsonl")},
-                              {f.stem: read_jsonl(f) for f in theirs.glob("*.jsonl")}, scope)
-        d = separation_difference(c)
-        if d:
-            out[arm] = {**d, "strict": separation_difference(c, strict=True)}
+        if (other / "eval" / arm).is_dir():
+            d = arm_difference(run / "eval" / arm, other / "eval" / arm, scope)
+            if d:
+                out[arm] = d
+    return out
+
+
+def cross_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
+    """An experiment that evaluates only saro (its other arms are the reference run's): this run's saro minus
+    the reference run's rw, safety_sft and base, on the same prompts — the comparisons the report would
+    have made had every arm run here."""
+    if "saro" not in arms or not (run / "eval" / "saro").is_dir():
+        return {}
+    out = {}
+    for theirs in ("rw", "safety_sft", "base"):
+        if theirs not in arms and (other / "eval" / theirs).is_dir():
+            d = arm_difference(run / "eval" / "saro", other / "eval" / theirs, scope)
+            if d:
+                out[f"saro - {other.name.rsplit('-s', 1)[0]} {theirs}"] = d
     return out
 
 
@@ -254,9 +273,9 @@ def summarize(run: Path, meta: dict) -> dict:
     versus, exp = {}, EXPERIMENTS.get(meta.get("experiment"))
     other = run.parent / f"{exp.versus}-s{meta['seed']}" if exp and exp.versus else None
     if other is not None and (other / "report.json").exists():
-        versus = {"experiment": exp.versus,
-                  "arms": versus_differences(run, other, list(report["arms"]),
-                                             (report.get("judge") or {}).get("scope"))}
+        scope = (report.get("judge") or {}).get("scope")
+        versus = {"experiment": exp.versus, "arms": versus_differences(run, other, list(report["arms"]), scope),
+                  "cross": cross_differences(run, other, list(report["arms"]), scope)}
     train = run.parent / f"{run.name}-train"
     trained = train_vs_heldout(train, arms) if (train / "report.json").exists() else {}
     return {**meta, "arms": arms, "separation_differences": diffs, "strict_separation_differences": strict,
@@ -304,6 +323,14 @@ def write_table(out: Path, rows: list[dict]) -> None:
         parts = [format_difference(arm, d) + (f" (strict {format_difference('', d['strict']).strip()})"
                                                if d.get("strict") else "") for arm, d in v["arms"].items()]
         lines.append(f"- {r['experiment']} − {v['experiment']}, seed {r['seed']}: " + "; ".join(parts))
+    cross = [r for r in rows if (r.get("versus") or {}).get("cross")]
+    if cross:
+        lines += ["", "An experiment that evaluates saro alone, against the other arms of the run it is compared "
+                  "with (same seed, same prompts; * excludes 0):", ""]
+    for r in cross:
+        parts = [format_difference(k, d) + f" (strict {format_difference('', d['strict']).strip()})"
+                 for k, d in r["versus"]["cross"].items()]
+        lines.append(f"- {r['experiment']} seed {r['seed']}: " + "; ".join(parts))
     (out / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(out / "separation.png", rows)
 
