@@ -51,6 +51,14 @@ def test_an_experiment_and_its_ablation_share_rw(tmp_path, cache_dir):
     assert abs(versus["arms"]["saro"]["value"] - (sep["value"] - rows[0]["arms"]["saro"]["separation"]["value"])) < 1e-9
     assert rows[0]["versus"] == {}  # faithful is compared with shipped, which did not run here
     assert "- rw_op − faithful, seed 0: base +0.00" in (study / "study.md").read_text()
+    # an experiment that evaluated saro alone is set against the reference run's other arms, same prompts
+    from tools.smol_study import cross_differences
+
+    cross = cross_differences(child, parent, ["saro"], "full")
+    assert set(cross) == {"saro - faithful rw", "saro - faithful base"}
+    assert abs(cross["saro - faithful rw"]["value"]
+               - (sep["value"] - rows[0]["arms"]["rw"]["separation"]["value"])) < 1e-9
+    assert cross_differences(child, parent, ["base", "rw", "saro"], "full") == {}  # all arms ran: the report has them
     assert (study / "separation.png").stat().st_size > 0
     # the same command again keeps both runs; --train-prompts adds the arms on their own training prompts
     before = (child / "report.json").read_text()
