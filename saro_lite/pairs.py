@@ -169,7 +169,7 @@ def pairs_from_self(ctx) -> tuple[list[dict], list[dict]]:
     write_json(ctx.path("data/self_report.json"), report)
     srs = report.get("srs", {})
     ctx.console.print(f"self path: {srs.get('with_pass')}/{srs.get('prompts')} prompts with a passing sample, "
-                      f"{srs.get('unanswered_samples')}/{srs.get('samples')} samples unanswered at the token limit; "
+                      f"{srs.get('unanswered_samples')}/{srs.get('samples')} samples never answered (close tag never written); "
                       f"Shortest Rejection Sampling saves {_num(srs.get('tokens_saved'), '.1f')} tokens per selected "
                       f"sample vs the mean accepted ({_num(srs.get('saved_share'), '.0%')}); {len(op)} OP-COT, "
                       f"{len(pp)} PP-COT pairs" + (f" ({report['op'].get('rejected_unanswered', 0)} OP-COT rejected "

@@ -232,8 +232,9 @@ class Pairs:
     batch_size: int = _f(8, min=1)
     reflection_cue: str = "Wait — let me check this against the safety policy before going on."
     # Self path, OP-COT: a prompt with a passing sample but no usable failure takes, as its rejected side,
-    # the longest sample that never answered (reasoning still open at pairs.max_new_tokens: a <think> loop),
-    # as the model wrote it. SRPO then prefers closing the reasoning and answering over looping.
+    # the longest sample that never answered (the close tag never written: a <think> loop cut at
+    # pairs.max_new_tokens, or an end-of-turn inside the reasoning), as the model wrote it. SRPO then prefers
+    # closing the reasoning and answering over looping.
     unanswered_as_rejected: bool = False
     # Shorten both sides of every pair like the RW traces (data.max_reasoning_steps / max_answer_sentences;
     # PP-COT: the prefix keeps its last steps, a continuation at least its first step, the reflection, and its

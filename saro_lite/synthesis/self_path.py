@@ -31,9 +31,10 @@ Definitions (each one is a choice of the kit; the paper's code was not available
 - OP-COT: chosen = the shortest passing sample, rejected = the longest usable failure. A prompt without
   a usable failure is skipped; a much longer *passing* sample is deliberately NOT used as rejected (DPO
   would then teach "safe but long is bad", pushing against the safety signal the pairs exist for).
-  With `unanswered_as_rejected`, such a prompt takes instead the longest *unanswered* sample (cut at the
-  token limit with its reasoning still open: a loop), kept as the raw text the model wrote (`rejected.text`;
-  no close tag, answer or end-of-turn is invented for it; TRL appends its EOS to every side).
+  With `unanswered_as_rejected`, such a prompt takes instead the longest *unanswered* sample (the close tag
+  never written: a loop cut at the token limit, or an end-of-turn inside the reasoning), kept as the raw
+  text the model wrote (`rejected.text`; no close tag or answer is invented for it; TRL appends its EOS to
+  every side, which is what the model wrote unless the limit cut it).
 - PP-COT: a failing trace with >= 2 steps is cut at k (1 <= k < len(steps), seeded per prompt), the
   prefix is steps[:k]; from renderer.pp_prompt(prompt, prefix) the model continues twice: (a) after a
   reflection cue written as the start of step k+1 -> chosen, (b) with no cue -> rejected. The pair is
@@ -92,8 +93,9 @@ class Sample:
 
     @property
     def unanswered(self) -> bool:
-        """Cut at the token limit with its reasoning still open: a loop or an unending trace."""
-        return not self.finished and self.reasoning_open
+        """No answer, the close tag never written: a loop cut at the token limit, or an end-of-turn written
+        inside the reasoning (sampled, the shipped SmolLM2 RW ends 168 of 864 replies that way)."""
+        return self.reasoning_open and not self.closed
 
     @property
     def failure(self) -> bool:
@@ -372,7 +374,7 @@ def run_self_pairs(model, tokenizer, renderer, prompts: list[dict], k: int = 4, 
                                      temperature, seed, progress, task, min_steps, loop)
     _, srs = shortest_rejection_sampling(samples_by_prompt)
     every = [s for ss in samples_by_prompt.values() for s in ss]
-    srs["unanswered_samples"] = sum(s.unanswered for s in every)  # cut at the limit with reasoning open
+    srs["unanswered_samples"] = sum(s.unanswered for s in every)  # the close tag never written
     op_stats: dict = {}
     pp_stats: dict = {}
     op = self_op_cot(prompts, samples_by_prompt, op_stats, unanswered_as_rejected) if use_op else []

@@ -97,7 +97,7 @@ def test_self_pairs_keep_their_samples_and_train_on_unanswered_text_as_written(t
     samples = read_jsonl(run / "data/self_samples.jsonl")
     assert len(samples) == 4 * len(prompts)
     report = json.loads((run / "data/self_report.json").read_text())
-    unanswered = [s for s in samples if not s["finished"] and s["reasoning_open"]]
+    unanswered = [s for s in samples if s["reasoning_open"] and not s["closed"]]
     assert report["srs"]["unanswered_samples"] == len(unanswered)
     assert report["settings"]["unanswered_as_rejected"] is True
     op = read_jsonl(run / "data/op_cot.jsonl")

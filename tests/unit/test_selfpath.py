@@ -79,6 +79,7 @@ def test_make_sample_classifies_closure_finish_and_steps():
     unclosed = make_sample(R, h, "<think>\nA.\n\nB", 32, False)  # the verdict: no answer
     assert unclosed.label == "no_answer" and not unclosed.safe and not unclosed.passed and not unclosed.closed
     assert unclosed.unanswered  # cut at the limit, reasoning still open
+    assert make_sample(R, h, "<think>\nA.", 8, True).unanswered  # an end-of-turn inside the reasoning
     truncated = make_sample(R, h, f"<think>\nA.\n</think>\n\n{REFUSAL}", 32, False)
     assert truncated.safe and not truncated.passed and not truncated.failure and not truncated.unanswered
     no_steps = make_sample(R, h, f"<think>\n</think>\n\n{REFUSAL}", 20, True)
@@ -169,6 +170,10 @@ def test_unanswered_samples_become_rejected_sides_only_when_asked_and_as_written
     # cut right after closing its reasoning: no answer yet, but not a loop
     just_closed = Sample(text="<think>\nStep.\n</think>", steps=["Step."], answer="", tokens=99, finished=False,
                          label="no_answer", refused=False, passed=False, index=3)
+    # an end-of-turn written inside the reasoning: it never answered either
+    ended_open = Sample(text="<think>\n<think>", steps=[], answer="", tokens=6, finished=True, label="no_answer",
+                        refused=False, passed=False, index=1, reasoning_open=True)
+    assert ended_open.unanswered and not just_closed.unanswered
     prompts = [P("loops", "benign"), P("fails_too"), P("cut_after_answering")]
     samples = {"loops": [S(12, True, 0, answer="Here is the answer."), unanswered, short_loop, just_closed],
                "fails_too": [S(10, True), S(40, False, 1), unanswered],
