@@ -14,9 +14,16 @@ from saro_lite.fileio import read_jsonl
 RUN_ALL = str(REPO / "run_all.py")
 
 
+def default_sigint():
+    """A run started from a pytest that a shell put in the background (`pytest &`) would inherit SIGINT
+    ignored, and Ctrl-C (the signal the tests send) would then do nothing: give it the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args, env=None):
     return subprocess.Popen([sys.executable, RUN_ALL, *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            preexec_fn=default_sigint)
 
 
 def wait_for(path, proc, timeout=180):

@@ -19,8 +19,10 @@ RUN_ALL = str(REPO / "run_all.py")
 
 
 def start(args):
+    # SIGINT back to its default: a pytest put in the background by a shell passes it on ignored
     return subprocess.Popen([sys.executable, RUN_ALL, *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def run_all(*args, timeout=600):
