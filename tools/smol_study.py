@@ -88,6 +88,11 @@ EXPERIMENTS = {e.name: e for e in [
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
                 "pairs.unanswered_as_rejected=true"], parent="shipped", stages="pairs,srpo,eval,report",
                versus="self"),
+    # The paper's plain-DPO baseline on a copy of the shipped run: a fresh adapter on the base, trained on the
+    # shipped OP-COT pairs with the answers only (no reasoning) at its measured rate (baselines.dpo_learning_rate:
+    # 3.5 x SRPO's), same steps and beta; set against the shipped run's saro, rw, safety_sft and base.
+    Experiment("dpo", "plain DPO from the base on the shipped OP-COT pairs, answers only (the paper's DPO baseline)",
+               ["eval.arms=[dpo]"], parent="shipped", stages="baselines,eval,report"),
     Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
                parent="faithful"),
     Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
@@ -244,17 +249,18 @@ def versus_differences(run: Path, other: Path, arms: list[str], scope: str | Non
 
 
 def cross_differences(run: Path, other: Path, arms: list[str], scope: str | None) -> dict:
-    """An experiment that evaluates only saro (its other arms are the reference run's): this run's saro minus
-    the reference run's rw, safety_sft and base, on the same prompts — the comparisons the report would
-    have made had every arm run here."""
-    if "saro" not in arms or not (run / "eval" / "saro").is_dir():
+    """An experiment that evaluates one trained arm alone (saro from other pairs, or the plain-DPO baseline):
+    that arm minus each arm of the reference run that did not run here (saro, rw, safety_sft, base), on the
+    same prompts — the comparisons the report would have made had every arm run here."""
+    mine = next((a for a in ("saro", "dpo") if a in arms and (run / "eval" / a).is_dir()), None)
+    if mine is None:
         return {}
     out = {}
-    for theirs in ("rw", "safety_sft", "base"):
+    for theirs in ("saro", "rw", "safety_sft", "base"):
         if theirs not in arms and (other / "eval" / theirs).is_dir():
-            d = arm_difference(run / "eval" / "saro", other / "eval" / theirs, scope)
+            d = arm_difference(run / "eval" / mine, other / "eval" / theirs, scope)
             if d:
-                out[f"saro - {other.name.rsplit('-s', 1)[0]} {theirs}"] = d
+                out[f"{mine} - {other.name.rsplit('-s', 1)[0]} {theirs}"] = d
     return out
 
 
@@ -280,7 +286,8 @@ def summarize(run: Path, meta: dict) -> dict:
     trained = train_vs_heldout(train, arms) if (train / "report.json").exists() else {}
     return {**meta, "arms": arms, "separation_differences": diffs, "strict_separation_differences": strict,
             "versus": versus, "train_prompts": trained,
-            "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy")}
+            # a run that evaluated no saro (the dpo experiment) carries its parent's SRPO section: not its own
+            "val_reward_accuracy": (report.get("srpo") or {}).get("val_reward_accuracy") if "saro" in arms else None}
 
 
 def write_table(out: Path, rows: list[dict]) -> None:
@@ -313,7 +320,8 @@ def write_table(out: Path, rows: list[dict]) -> None:
         strict = [format_difference(k, d) for k, d in (r.get("strict_separation_differences") or {}).items() if d]
         lines.append(f"- {r['experiment']} seed {r['seed']}: " + ("; ".join(parts) or "–")
                      + (f"; strict: " + "; ".join(strict) if strict else "")
-                     + f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}")
+                     + (f"; SRPO held-out reward accuracy {r['val_reward_accuracy']}"
+                        if r['val_reward_accuracy'] is not None else ""))
     versus = [r for r in rows if (r.get("versus") or {}).get("arms")]
     if versus:
         lines += ["", "Each arm minus the same arm of the experiment it is compared with (same seed, same prompts; "
@@ -325,8 +333,8 @@ def write_table(out: Path, rows: list[dict]) -> None:
         lines.append(f"- {r['experiment']} − {v['experiment']}, seed {r['seed']}: " + "; ".join(parts))
     cross = [r for r in rows if (r.get("versus") or {}).get("cross")]
     if cross:
-        lines += ["", "An experiment that evaluates saro alone, against the other arms of the run it is compared "
-                  "with (same seed, same prompts; * excludes 0):", ""]
+        lines += ["", "An experiment that evaluates one arm alone (saro, or dpo), against the other arms of the run it "
+                  "is compared with (same seed, same prompts; * excludes 0):", ""]
     for r in cross:
         parts = [format_difference(k, d) + f" (strict {format_difference('', d['strict']).strip()})"
                  for k, d in r["versus"]["cross"].items()]

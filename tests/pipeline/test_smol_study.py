@@ -2,6 +2,7 @@
 reused by the pipeline's records, pairs and SRPO re-run), the table with separation and paired differences
 recomputable from report.json, the figure, and a re-run that keeps finished runs."""
 import json
+import shutil
 
 from conftest import FAST
 
@@ -59,6 +60,12 @@ def test_an_experiment_and_its_ablation_share_rw(tmp_path, cache_dir):
     assert abs(cross["saro - faithful rw"]["value"]
                - (sep["value"] - rows[0]["arms"]["rw"]["separation"]["value"])) < 1e-9
     assert cross_differences(child, parent, ["base", "rw", "saro"], "full") == {}  # all arms ran: the report has them
+    # the plain-DPO experiment evaluates dpo alone: set against every arm of the reference run
+    alone = tmp_path / "dpo-alone"
+    shutil.copytree(child / "eval" / "saro", alone / "eval" / "dpo")
+    cross = cross_differences(alone, parent, ["dpo"], "full")
+    assert set(cross) == {"dpo - faithful saro", "dpo - faithful rw", "dpo - faithful base"}
+    assert cross["dpo - faithful saro"]["value"] == versus["arms"]["saro"]["value"]
     assert (study / "separation.png").stat().st_size > 0
     # the same command again keeps both runs; --train-prompts adds the arms on their own training prompts
     before = (child / "report.json").read_text()
