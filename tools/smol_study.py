@@ -39,6 +39,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/smollm2-135m-instruct.yaml"
 ARMS = "eval.arms=[base, rw, saro, safety_sft]"
+# The recipe's pairs before the study made its own samples the default: every experiment but the on-policy
+# ones pins them, so its runs (the README's tables) reproduce as they ran.
+STARTER = "pairs.source=starter"
 BUDGET_ARMS = "eval.arms=[rw, saro]"  # the arms that reason: base and safety_sft never open a reasoning block
 
 # The method as the paper describes it, sized for a CPU: traces and pairs as written (policy citations and
@@ -64,11 +67,12 @@ class Experiment:
 
 
 EXPERIMENTS = {e.name: e for e in [
-    Experiment("shipped", "the recipe as shipped (shortened traces, RW 1 epoch, SRPO 16 steps)", [ARMS]),
-    Experiment("faithful", "unshortened traces and pairs, RW 3 epochs, SRPO 1 epoch", [ARMS, *FAITHFUL],
+    Experiment("shipped", "the recipe before on-policy pairs: starter pairs (shortened traces, RW 1 epoch, SRPO "
+               "16 steps)", [ARMS, STARTER]),
+    Experiment("faithful", "unshortened traces and pairs, RW 3 epochs, SRPO 1 epoch", [ARMS, STARTER, *FAITHFUL],
                versus="shipped"),
     Experiment("star1", "faithful, RW on STAR-1 (1,000 real harmful traces) + the starter's safe traces",
-               [ARMS, *FAITHFUL, "data.source=star1", "data.limit=null",
+               [ARMS, STARTER, *FAITHFUL, "data.source=star1", "data.limit=null",
                 "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="faithful"),
     # On-policy pairs from the shipped RW (its adapter reused; only pairs, SRPO and saro's eval run again), so
     # the comparison with the shipped saro isolates where the pairs come from. 48 rows per sampling batch and
@@ -77,7 +81,7 @@ EXPERIMENTS = {e.name: e for e in [
     # policy-citing) in place of the starter's 110 harmful + jailbreak ones, the starter's 110 safe ones kept;
     # base and safety_sft do not depend on the RW data and are the shipped run's.
     Experiment("star1_shipped", "shipped settings, RW on 110 STAR-1 harmful traces + the starter's 110 safe ones",
-               ["eval.arms=[rw, saro]", "data.source=star1", "data.limit=110",
+               ["eval.arms=[rw, saro]", STARTER, "data.source=star1", "data.limit=110",
                 "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="shipped"),
     Experiment("self", "the shipped RW's own samples as pairs (pairs.source self: Shortest Rejection Sampling, k 4)",
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"],
@@ -92,15 +96,15 @@ EXPERIMENTS = {e.name: e for e in [
     # shipped OP-COT pairs with the answers only (no reasoning) at its measured rate (baselines.dpo_learning_rate:
     # 3.5 x SRPO's), same steps and beta; set against the shipped run's saro, rw, safety_sft and base.
     Experiment("dpo", "plain DPO from the base on the shipped OP-COT pairs, answers only (the paper's DPO baseline)",
-               ["eval.arms=[dpo]"], parent="shipped", stages="baselines,eval,report"),
-    Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_pp=false"],
+               ["eval.arms=[dpo]", STARTER], parent="shipped", stages="baselines,eval,report"),
+    Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, STARTER, *FAITHFUL, "pairs.use_pp=false"],
                parent="faithful"),
-    Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, *FAITHFUL, "pairs.use_op=false"],
+    Experiment("rw_pp", "ablation: faithful RW + PP-COT pairs only", [ARMS, STARTER, *FAITHFUL, "pairs.use_op=false"],
                parent="faithful"),
     # Eval only, on a copy of the shipped run: the same rw and saro made to answer (the close tag written for
     # them after 128 reasoning tokens), so a loop becomes the answer the arm would give.
     Experiment("budget", "the shipped run's rw and saro made to answer: eval.reasoning_budget 128 of 192 tokens",
-               [BUDGET_ARMS, "eval.reasoning_budget=128"], parent="shipped", stages="eval,report"),
+               [BUDGET_ARMS, STARTER, "eval.reasoning_budget=128"], parent="shipped", stages="eval,report"),
 ]}
 
 

@@ -242,7 +242,8 @@ def test_smollm2_end_to_end_few_steps(tmp_path, smol_path, caplog):
     from saro_lite.fileio import read_jsonl
 
     out = tmp_path / "smol"
-    few = ["model.load_in_4bit=true", "data.limit=16", "warmup.max_steps=2", "warmup.per_device_train_batch_size=4",
+    # the starter pairs (the recipe samples its own: minutes of generation this test does not need)
+    few = ["model.load_in_4bit=true", "data.limit=16", "pairs.source=starter", "warmup.max_steps=2", "warmup.per_device_train_batch_size=4",
            "pairs.op_limit=16", "pairs.pp_limit=8", "pairs.val_size=8", "srpo.max_steps=2",
            "srpo.per_device_train_batch_size=2", "srpo.track_every=1", "srpo.track_batch_size=8",
            "eval.arms=[base, rw, saro]", "eval.sets=[harmful, benign]", "eval.limit_per_set=2",
