@@ -92,14 +92,14 @@ EXPERIMENTS = {e.name: e for e in [
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
                 "pairs.unanswered_as_rejected=true"], parent="shipped", stages="pairs,srpo,eval,report",
                versus="self"),
-    # The paper's plain-DPO baseline on a copy of the shipped run: a fresh adapter on the base, trained on the
-    # shipped OP-COT pairs with the answers only (no reasoning) at its measured rate (baselines.dpo_learning_rate:
-    # 3.5 x SRPO's), same steps and beta; set against the shipped run's saro, rw, safety_sft and base.
     # SRPO's loss on the same on-policy pairs without its SFT term (loss_type [sigmoid]: the paper's DPO loss;
     # the recipe adds an SFT term on the chosen side): which of the two moved the behaviour.
     Experiment("self_pref", "self, SRPO with the preference term only (srpo.loss_type [sigmoid], no SFT term)",
                ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
                 "srpo.loss_type=[sigmoid]"], parent="self", stages="srpo,eval,report"),
+    # The paper's plain-DPO baseline on a copy of the shipped run: a fresh adapter on the base, trained on the
+    # shipped OP-COT pairs with the answers only (no reasoning) at its measured rate (baselines.dpo_learning_rate:
+    # 3.5 x SRPO's), SRPO's steps, beta and loss; set against the shipped run's saro, rw, safety_sft and base.
     Experiment("dpo", "plain DPO from the base on the shipped OP-COT pairs, answers only (the paper's DPO baseline)",
                ["eval.arms=[dpo]", STARTER], parent="shipped", stages="baselines,eval,report"),
     Experiment("rw_op", "ablation: faithful RW + OP-COT pairs only", [ARMS, STARTER, *FAITHFUL, "pairs.use_pp=false"],
