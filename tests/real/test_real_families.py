@@ -27,9 +27,10 @@ from real_families import FAMILIES, build
 
 RECIPES = REPO / "recipes"
 NAMES = list(FAMILIES)
+# the starter pairs on every family (SmolLM2's recipe samples its own: not what these tests check)
 FEW = ["model.load_in_4bit=true", "data.limit=12", "warmup.max_steps=2", "warmup.per_device_train_batch_size=2",
        "warmup.gradient_accumulation_steps=1", "warmup.max_length=512", "warmup.gradient_checkpointing=false",
-       "pairs.op_limit=12", "pairs.pp_limit=8", "pairs.val_size=8", "srpo.max_steps=2", "srpo.max_length=512",
+       "pairs.source=starter", "pairs.op_limit=12", "pairs.pp_limit=8", "pairs.val_size=8", "srpo.max_steps=2", "srpo.max_length=512",
        "srpo.per_device_train_batch_size=2", "srpo.gradient_accumulation_steps=1", "srpo.track_every=1",
        "srpo.gradient_checkpointing=false", "eval.arms=[base, rw, saro]", "eval.sets=[harmful, benign]",
        "eval.limit_per_set=2", "eval.max_new_tokens=12", "eval.bootstrap_samples=0", "eval.embedding_arms=[]",
