@@ -42,6 +42,8 @@ ARMS = "eval.arms=[base, rw, saro, safety_sft]"
 # The recipe's pairs before the study made its own samples the default: every experiment but the on-policy
 # ones pins them, so its runs (the README's tables) reproduce as they ran.
 STARTER = "pairs.source=starter"
+# The on-policy experiments' pairs: the shipped RW's own samples, 48 rows per sampling batch, 256 new tokens.
+SELF = ["pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"]
 BUDGET_ARMS = "eval.arms=[rw, saro]"  # the arms that reason: base and safety_sft never open a reasoning block
 
 # The method as the paper describes it, sized for a CPU: traces and pairs as written (policy citations and
@@ -84,18 +86,18 @@ EXPERIMENTS = {e.name: e for e in [
                ["eval.arms=[rw, saro]", STARTER, "data.source=star1", "data.limit=110",
                 "data.add_starter_kinds=[benign, borderline]"], needs_star1=True, versus="shipped"),
     Experiment("self", "the shipped RW's own samples as pairs (pairs.source self: Shortest Rejection Sampling, k 4)",
-               ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256"],
+               ["eval.arms=[saro]", *SELF],
                parent="shipped", stages="pairs,srpo,eval,report"),
     # The same samples (same seeds), and where a prompt has a pass but no usable failure, its longest unanswered
     # sample (a loop cut at the token limit) as rejected: training against the loops the study found.
     Experiment("self_unanswered", "self, plus the RW's own unanswered samples (loops) as OP-COT rejected sides",
-               ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
+               ["eval.arms=[saro]", *SELF,
                 "pairs.unanswered_as_rejected=true"], parent="shipped", stages="pairs,srpo,eval,report",
                versus="self"),
     # SRPO's loss on the same on-policy pairs without its SFT term (loss_type [sigmoid]: the paper's DPO loss;
     # the recipe adds an SFT term on the chosen side): which of the two moved the behaviour.
     Experiment("self_pref", "self, SRPO with the preference term only (srpo.loss_type [sigmoid], no SFT term)",
-               ["eval.arms=[saro]", "pairs.source=self", "pairs.batch_size=48", "pairs.max_new_tokens=256",
+               ["eval.arms=[saro]", *SELF,
                 "srpo.loss_type=[sigmoid]"], parent="self", stages="srpo,eval,report"),
     # The paper's plain-DPO baseline on a copy of the shipped run: a fresh adapter on the base, trained on the
     # shipped OP-COT pairs with the answers only (no reasoning) at its measured rate (baselines.dpo_learning_rate:
