@@ -4,7 +4,7 @@ data stage can leave those prompts out of the RW traces."""
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from ..errors import UserError
 from ..vocabulary import STARTER_DIR
@@ -30,7 +30,8 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
 
     The split is by prompt: all pairs of one prompt (same `prompt_key`, see prompt_key(); rows without
     one count as their own prompt) go to the same side, so an OP-COT pair held out never has its PP-COT
-    sibling in training. When no prompt left fits the remaining room exactly, the smallest one is held out
+    sibling in training. A group gives at most half its pairs (a group of one gives none), so a kind with
+    few pairs still trains. When no prompt left fits the remaining room exactly, the smallest one is held out
     and the set ends a little over its size (by less than one prompt's pairs)."""
     n_val = min(val_size, len(rows) // 4)
     if n_val < 8:
@@ -49,19 +50,30 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
             buckets[tk].append(key)
     for b in buckets.values():
         rng.shuffle(b)
+    # a group gives at most half its pairs to validation: round-robin alone would hold out every pair of a
+    # small group (the self path's 8 PP-COT pairs among 136 went to validation, none to training)
+    size = Counter((r["type"], r["kind"]) for r in rows)
+    share = {k: size[k] // 2 for k in buckets}
+    held_of = Counter()  # (type, kind) -> held-out pairs of that group
+
+    def within_share(key: str) -> bool:  # its pairs (siblings of other groups too) keep every group in its share
+        return all(held_of[g] + n <= share[g] for g, n in Counter((r["type"], r["kind"]) for r in members[key]).items())
+
     taken: set[str] = set()
     n_taken = 0
     order = sorted(buckets)
     while n_taken < n_val:
         progressed = False
         for k in order:  # round-robin: the next prompt of each (type, kind) that still fits
-            fits = [key for key in buckets[k] if key not in taken and n_taken + len(members[key]) <= n_val]
+            fits = [key for key in buckets[k] if key not in taken and n_taken + len(members[key]) <= n_val
+                    and within_share(key)]
             if fits:
                 taken.add(fits[-1])
                 n_taken += len(members[fits[-1]])
+                held_of.update((r["type"], r["kind"]) for r in members[fits[-1]])
                 progressed = True
         if not progressed:  # nothing fits exactly: the smallest prompt left, then stop
-            free = [key for k in order for key in reversed(buckets[k]) if key not in taken]
+            free = [key for k in order for key in reversed(buckets[k]) if key not in taken and within_share(key)]
             if free:
                 key = min(free, key=lambda x: len(members[x]))
                 taken.add(key)

@@ -147,6 +147,26 @@ def test_split_val_keeps_all_pairs_of_a_prompt_on_one_side():
     assert len(val) == 10 and not {r["prompt_key"] for r in val} & {r["prompt_key"] for r in train}
 
 
+def test_split_val_leaves_a_small_group_half_its_pairs_to_train_on():
+    """The self path's shape: 128 OP-COT pairs over four kinds and 8 PP-COT pairs over two. Round-robin by
+    (type, kind) alone held out all 8 PP-COT pairs, so SRPO trained on none; a group now gives at most half."""
+    from collections import Counter
+
+    kinds = ["harmful", "jailbreak", "benign", "borderline"]
+    rows = ([{"id": f"op:{i}", "type": "op", "kind": kinds[i % 4], "prompt_key": f"p{i}"} for i in range(128)]
+            + [{"id": f"pp:{i}", "type": "pp", "kind": kinds[i % 2], "prompt_key": f"p{i}"} for i in range(200, 208)])
+    for seed in range(5):
+        train, val = split_val(rows, 32, seed)
+        assert len(val) == 32 and len(train) == len(rows) - 32
+        held = Counter((r["type"], r["kind"]) for r in val)
+        assert held[("pp", "harmful")] <= 2 and held[("pp", "jailbreak")] <= 2, held
+        assert sum(r["type"] == "pp" for r in train) >= 4
+        assert len(held) == 6  # every group is still represented
+    # a group of one pair is never held out
+    lone = rows[:40] + [{"id": "pp:x", "type": "pp", "kind": "harmful", "prompt_key": "px"}]
+    assert "pp:x" not in {r["id"] for r in split_val(lone, 10, 0)[1]}
+
+
 def test_no_validation_prompt_in_srpo_train_on_the_starter_pack(default_recipe, tiny_tok):
     from saro_lite.modeling.rendering import make_renderer
     from saro_lite.training.examples import render_pairs
