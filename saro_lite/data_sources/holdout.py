@@ -55,9 +55,10 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
     size = Counter((r["type"], r["kind"]) for r in rows)
     share = {k: size[k] // 2 for k in buckets}
     held_of = Counter()  # (type, kind) -> held-out pairs of that group
+    groups = {key: Counter((r["type"], r["kind"]) for r in rs) for key, rs in members.items()}  # a prompt's pairs
 
     def within_share(key: str) -> bool:  # its pairs (siblings of other groups too) keep every group in its share
-        return all(held_of[g] + n <= share[g] for g, n in Counter((r["type"], r["kind"]) for r in members[key]).items())
+        return all(held_of[g] + n <= share[g] for g, n in groups[key].items())
 
     taken: set[str] = set()
     n_taken = 0
@@ -70,7 +71,7 @@ def split_val(rows: list[dict], val_size: int, seed: int) -> tuple[list[dict], l
             if fits:
                 taken.add(fits[-1])
                 n_taken += len(members[fits[-1]])
-                held_of.update((r["type"], r["kind"]) for r in members[fits[-1]])
+                held_of.update(groups[fits[-1]])
                 progressed = True
         if not progressed:  # nothing fits exactly: the smallest prompt left, then stop
             free = [key for k in order for key in reversed(buckets[k]) if key not in taken and within_share(key)]
